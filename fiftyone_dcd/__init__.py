@@ -1,0 +1,28 @@
+"""
+fiftyone-dcd: Data-Centric Debugging of image classifiers with FiftyOne.
+
+Importing this package adds :func:`fiftyone_dcd.api.apply_dcd` to every
+FiftyOne dataset and view as ``samples.apply_dcd(model, train=..., ...)``.
+"""
+import fiftyone.core.collections as _foc
+
+from fiftyone_dcd.api import (
+    apply_dcd,
+    embed,
+    evaluate,
+    finetune,
+    select_debug_train,
+    split_e_sample,
+    tag_errors,
+    train_model,
+)
+from fiftyone_dcd.database import DatabaseError, ensure_database
+from fiftyone_dcd.models import SmallCNN, build_model
+from fiftyone_dcd.naming import RunNames
+from fiftyone_dcd.runs import load_run
+from fiftyone_dcd.selection import assign_labels, knn, select_nearest
+
+__version__ = "0.1.0"
+
+# SampleCollection is the base of Dataset and DatasetView alike
+_foc.SampleCollection.apply_dcd = apply_dcd

@@ -1,0 +1,89 @@
+"""
+Penultimate-layer embeddings stored on samples.
+"""
+import logging
+
+import numpy as np
+
+import fiftyone as fo
+
+from fiftyone_dcd.inference import run_inference
+
+logger = logging.getLogger(__name__)
+
+
+def compute_embeddings(samples, net, embeddings_field, batch_size=256,
+                       num_workers=0, device=None, skip_existing=True,
+                       progress=None):
+    """Computes the penultimate-layer embeddings of ``net`` on ``samples``
+    and stores them in the ``VectorField`` ``embeddings_field``.
+
+    Each batch is written only once computed, so an interrupted run leaves
+    complete vectors or none.
+
+    Args:
+        samples: a FiftyOne collection
+        net: an ``nn.Module`` (see :func:`fiftyone_dcd.models.penultimate`)
+        embeddings_field: the field to store vectors in
+        batch_size (256): the batch size
+        num_workers (0): the number of loader worker processes
+        device (None): a torch device; CUDA when present by default
+        skip_existing (True): whether to compute only samples whose field
+            is empty
+        progress (None): a callable ``progress(done, total)``
+
+    Returns:
+        the number of samples computed
+    """
+    dataset = samples._dataset
+    if not dataset.has_sample_field(embeddings_field):
+        dataset.add_sample_field(embeddings_field, fo.VectorField)
+
+    todo = samples
+    if skip_existing:
+        todo = samples.exists(embeddings_field, False)
+
+    if len(todo) == 0:
+        return 0
+
+    result = run_inference(net, todo, batch_size=batch_size,
+                           num_workers=num_workers, device=device,
+                           logits=False, progress=progress)
+    values = dict(zip(result["ids"], result["features"]))
+    dataset.set_values(embeddings_field, values, key_field="id")
+
+    return len(values)
+
+
+def load_embeddings(samples, embeddings_field):
+    """Returns ``(ids, X)``: the sample ids and a float32 ``(N, D)`` array of
+    their vectors.
+
+    Raises:
+        ValueError: if a sample has no vector, vectors differ in size, or a
+            vector is not finite
+    """
+    ids, vectors = samples.values(["id", embeddings_field])
+    missing = sum(v is None for v in vectors)
+    if missing:
+        raise ValueError(
+            "%d of %d samples have no '%s'; compute embeddings for them "
+            "first" % (missing, len(ids), embeddings_field)
+        )
+
+    dims = {len(v) for v in vectors}
+    if len(dims) > 1:
+        raise ValueError(
+            "Field '%s' holds vectors of sizes %s; recompute it with one "
+            "model" % (embeddings_field, sorted(dims))
+        )
+
+    X = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+    bad = ~np.isfinite(X).all(axis=1)
+    if bad.any():
+        raise ValueError(
+            "%d vectors in '%s' hold NaN or inf; recompute them"
+            % (int(bad.sum()), embeddings_field)
+        )
+
+    return ids, X

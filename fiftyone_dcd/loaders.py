@@ -1,0 +1,137 @@
+"""
+PyTorch data loading from FiftyOne views, through ``to_torch``.
+"""
+import logging
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import ConcatDataset, DataLoader
+
+import fiftyone.utils.torch as fout
+
+logger = logging.getLogger(__name__)
+
+
+class ImageGetItem(fout.GetItem):
+    """Loads a sample's image as a normalized tensor, with its label index
+    and id.
+
+    Args:
+        preprocess: a dict with ``in_chans``, ``input_size``, ``mean`` and
+            ``std`` (see :func:`fiftyone_dcd.models.get_preprocess`)
+        label_field (None): a ``Classification`` field whose label to load
+        classes (None): the class list that maps labels to indices;
+            required with ``label_field``
+        augment (False): whether to flip images left-right at random
+    """
+
+    def __init__(self, preprocess, label_field=None, classes=None,
+                 augment=False):
+        self.label_field = label_field
+        self.preprocess = dict(preprocess)
+        self.class_to_idx = (
+            {c: i for i, c in enumerate(classes)} if classes else None
+        )
+        self.augment = augment
+        mapping = {"filepath": "filepath", "id": "id"}
+        if label_field is not None:
+            mapping["label"] = label_field + ".label"
+
+        super().__init__(field_mapping=mapping)
+
+    @property
+    def required_keys(self):
+        keys = ["filepath", "id"]
+        if self.label_field is not None:
+            keys.append("label")
+
+        return keys
+
+    def __call__(self, d):
+        item = {
+            "inputs": load_image(d["filepath"], self.preprocess,
+                                 flip=self.augment and torch.rand(1).item() < 0.5),
+            "ids": d["id"],
+        }
+        if self.label_field is not None:
+            item["labels"] = self.class_to_idx[d["label"]]
+
+        return item
+
+
+def load_image(filepath, preprocess, flip=False):
+    """Reads an image file into a normalized ``(C, H, W)`` float tensor."""
+    mode = "L" if preprocess["in_chans"] == 1 else "RGB"
+    with Image.open(filepath) as img:
+        img = img.convert(mode)
+        size = preprocess["input_size"]
+        if img.size != (size, size):
+            img = img.resize((size, size), Image.BILINEAR)
+
+        x = np.asarray(img, dtype=np.float32) / 255.0
+
+    if x.ndim == 2:
+        x = x[None]
+    else:
+        x = x.transpose(2, 0, 1)
+
+    if flip:
+        x = x[:, :, ::-1]
+
+    mean = np.asarray(preprocess["mean"], dtype=np.float32)[:, None, None]
+    std = np.asarray(preprocess["std"], dtype=np.float32)[:, None, None]
+
+    return torch.from_numpy(np.ascontiguousarray((x - mean) / std))
+
+
+def to_torch_dataset(samples, preprocess, label_field=None, classes=None,
+                     augment=False):
+    """Returns ``samples.to_torch(...)`` of :class:`ImageGetItem` items,
+    with field values loaded up front so that workers never query the
+    database.
+    """
+    get_item = ImageGetItem(preprocess, label_field=label_field,
+                            classes=classes, augment=augment)
+
+    return samples.to_torch(get_item, vectorize=True)
+
+
+def make_loader(parts, preprocess, classes=None, batch_size=256,
+                num_workers=0, shuffle=False, augment=False, seed=0):
+    """Builds a ``DataLoader`` over one or more ``(samples, label_field)``
+    parts, concatenated in order.
+
+    Args:
+        parts: a list of ``(samples, label_field)`` pairs; ``label_field``
+            may be None for unlabelled inference
+        preprocess: the model's input spec
+        classes (None): the class list, required for labelled parts
+        batch_size (256): the batch size
+        num_workers (0): the number of loader worker processes
+        shuffle (False): whether to shuffle (seeded by ``seed``)
+        augment (False): whether to flip images at random
+        seed (0): the shuffling seed
+
+    Returns:
+        a ``torch.utils.data.DataLoader`` of dicts with ``inputs``, ``ids``
+        and, for labelled parts, ``labels``
+    """
+    datasets = [
+        to_torch_dataset(samples, preprocess, label_field=field,
+                         classes=classes, augment=augment)
+        for samples, field in parts
+        if len(samples) > 0
+    ]
+    dataset = datasets[0] if len(datasets) == 1 else ConcatDataset(datasets)
+    generator = torch.Generator().manual_seed(seed)
+
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        generator=generator,
+        persistent_workers=False,
+        drop_last=False,
+    )

@@ -1,0 +1,204 @@
+"""
+Nearest-neighbour selection of pool images for a set of query images, and
+the labelling strategies for what is selected.
+
+Everything here works on arrays; :mod:`fiftyone_dcd.api` connects it to
+datasets.
+"""
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+
+LABEL_STRATEGIES = ("weak", "query", "agree")
+
+#: pool rows per block of the distance computation; bounds the temporary
+#: (queries x block) matrix
+DEFAULT_BLOCK_SIZE = 65536
+
+#: candidates beyond k that are re-ranked with exact distances, so that
+#: float32 rounding in the fast pass cannot change the answer
+_RERANK_MARGIN = 8
+
+
+def knn(
+    queries: np.ndarray,
+    pool: np.ndarray,
+    k: int,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Exact k nearest neighbours by l2 distance.
+
+    Distances are found block by block from ``|q|^2 - 2 q.p + |p|^2`` with a
+    matrix product, then the best candidates are re-ranked with exactly
+    computed distances.
+
+    Args:
+        queries: a float ``(Q, D)`` array
+        pool: a float ``(N, D)`` array
+        k: neighbours per query, ``1 <= k``; more than ``N`` gives ``N``
+        block_size (65536): pool rows per block
+
+    Returns:
+        ``(distances, indices)``: ``(Q, min(k, N))`` arrays, each row sorted
+        by increasing l2 distance
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    pool = np.ascontiguousarray(pool, dtype=np.float32)
+    n = len(pool)
+    k = min(int(k), n)
+    m = min(k + _RERANK_MARGIN, n)
+    q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
+
+    best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
+    best_i = np.zeros((len(queries), 0), dtype=np.int64)
+    for start in range(0, n, block_size):
+        block = pool[start : start + block_size]
+        d = block @ queries.T  # (B, Q): one pass over the block
+        d = d.T
+        d *= -2.0
+        d += q_sq
+        d += np.einsum("ij,ij->i", block, block)[None, :]
+        cand_d = np.concatenate([best_d, d], axis=1)
+        cand_i = np.concatenate(
+            [
+                best_i,
+                np.broadcast_to(
+                    np.arange(start, start + len(block)), d.shape
+                ),
+            ],
+            axis=1,
+        )
+        if cand_d.shape[1] > m:
+            part = np.argpartition(cand_d, m - 1, axis=1)[:, :m]
+            cand_d = np.take_along_axis(cand_d, part, axis=1)
+            cand_i = np.take_along_axis(cand_i, part, axis=1)
+
+        best_d, best_i = cand_d, cand_i
+
+    # exact distances of the m candidates, then the k best
+    diff = pool[best_i].astype(np.float64) - queries[:, None, :]
+    exact = np.sqrt(np.einsum("qmd,qmd->qm", diff, diff))
+    order = np.lexsort((best_i, exact), axis=1)[:, :k]
+
+    return (
+        np.take_along_axis(exact, order, axis=1),
+        np.take_along_axis(best_i, order, axis=1),
+    )
+
+
+@dataclass
+class Selection:
+    """The pool images chosen for a set of queries.
+
+    Attributes:
+        pool_index: ``(S,)`` pool row of each selected image
+        query_index: ``(S,)`` the query row that selected it (its nearest
+            query among those that found it)
+        distance: ``(S,)`` l2 distance to that query
+        rank: ``(S,)`` its rank among that query's neighbours, from 0
+    """
+
+    pool_index: np.ndarray
+    query_index: np.ndarray
+    distance: np.ndarray
+    rank: np.ndarray
+
+    def __len__(self):
+        return len(self.pool_index)
+
+
+def select_nearest(
+    queries: np.ndarray,
+    pool: np.ndarray,
+    k: int,
+    threshold: Optional[float] = None,
+    budget: Optional[int] = None,
+    block_size: int = DEFAULT_BLOCK_SIZE,
+) -> Selection:
+    """Selects, for each query, its ``k`` nearest pool images, without
+    repeats.
+
+    A pool image found by several queries is kept once, attributed to the
+    query nearest to it. With a ``threshold``, neighbours farther than it
+    are dropped. With a ``budget``, images are kept in order of rank (every
+    query's nearest first, then every query's second, ...), ties broken by
+    distance, so that no query is starved.
+
+    Args:
+        queries: a float ``(Q, D)`` array
+        pool: a float ``(N, D)`` array
+        k: neighbours per query (>= 1)
+        threshold (None): the largest l2 distance kept
+        budget (None): the most images kept in total (>= 1)
+        block_size (65536): pool rows per block of the distance computation
+
+    Returns:
+        a :class:`Selection`, in selection order
+    """
+    if int(k) < 1:
+        raise ValueError("k must be at least 1, got %r" % (k,))
+
+    if budget is not None and int(budget) < 1:
+        raise ValueError(
+            "budget must be at least 1 or None (no budget), got %r"
+            % (budget,)
+        )
+
+    dist, idx = knn(queries, pool, k, block_size=block_size)
+    q, kk = dist.shape
+    rank = np.broadcast_to(np.arange(kk), (q, kk)).ravel()
+    query = np.repeat(np.arange(q), kk)
+    dist, idx = dist.ravel(), idx.ravel()
+    if threshold is not None:
+        keep = dist <= threshold
+        rank, query, dist, idx = rank[keep], query[keep], dist[keep], idx[keep]
+
+    # the nearest query wins a pool image found by several
+    order = np.lexsort((query, dist, idx))
+    first = np.ones(len(order), dtype=bool)
+    first[1:] = idx[order][1:] != idx[order][:-1]
+    uniq = order[first]
+
+    # selection order: by rank, then distance
+    uniq = uniq[np.lexsort((idx[uniq], dist[uniq], rank[uniq]))]
+    if budget is not None:
+        uniq = uniq[: int(budget)]
+
+    return Selection(
+        pool_index=idx[uniq],
+        query_index=query[uniq],
+        distance=dist[uniq],
+        rank=rank[uniq],
+    )
+
+
+def assign_labels(strategy, weak_labels, query_labels):
+    """Chooses the training label of each selected image.
+
+    Args:
+        strategy: ``"weak"`` (the image's own weak label), ``"query"`` (the
+            label of the query image that selected it), or ``"agree"`` (the
+            weak label, keeping only images where it equals the query's)
+        weak_labels: ``(S,)`` weak labels of the selected images
+        query_labels: ``(S,)`` labels of the queries that selected them
+
+    Returns:
+        ``(labels, keep)``: the ``(S,)`` assigned labels and a boolean
+        ``(S,)`` mask of the images kept
+    """
+    weak_labels = np.asarray(weak_labels, dtype=object)
+    query_labels = np.asarray(query_labels, dtype=object)
+    if strategy == "weak":
+        return weak_labels, np.ones(len(weak_labels), dtype=bool)
+
+    if strategy == "query":
+        return query_labels, np.ones(len(query_labels), dtype=bool)
+
+    if strategy == "agree":
+        return weak_labels, weak_labels == query_labels
+
+    raise ValueError(
+        "Unknown label strategy %r; use one of %s"
+        % (strategy, LABEL_STRATEGIES)
+    )

@@ -1,0 +1,186 @@
+"""
+Checks of user input, run before anything is written.
+"""
+import fiftyone as fo
+import fiftyone.core.collections as foc
+import fiftyone.core.media as fom
+
+from fiftyone_dcd.selection import LABEL_STRATEGIES
+
+
+def resolve_view(dataset, spec, what, allow_none=False):
+    """Returns the samples that ``spec`` names in ``dataset``.
+
+    Args:
+        dataset: a :class:`fiftyone.core.dataset.Dataset`
+        spec: a view or dataset of ``dataset``, a sample tag, or the name of
+            a saved view of ``dataset``
+        what: what the samples are for, used in messages ("pool", ...)
+        allow_none (False): whether None is allowed (returned as None)
+
+    Raises:
+        ValueError: if ``spec`` names nothing or other data, or is empty
+    """
+    if spec is None:
+        if allow_none:
+            return None
+
+        raise ValueError(
+            "No %s given; pass a view of '%s' or a sample tag"
+            % (what, dataset.name)
+        )
+
+    if isinstance(spec, str):
+        if spec in dataset.list_saved_views():
+            view = dataset.load_saved_view(spec)
+        else:
+            view = dataset.match_tags(spec)
+            if len(view) == 0:
+                raise ValueError(
+                    "No samples of '%s' are tagged '%s' and no saved view "
+                    "has that name, so the %s is empty; tag the %s "
+                    "samples or pass a view" % (dataset.name, spec, what,
+                                                what)
+                )
+    elif isinstance(spec, foc.SampleCollection):
+        if spec._dataset.name != dataset.name:
+            raise ValueError(
+                "The %s is a view of dataset '%s', not of '%s'; pass a "
+                "view of '%s'" % (what, spec._dataset.name, dataset.name,
+                                  dataset.name)
+            )
+
+        view = spec
+    else:
+        raise ValueError(
+            "The %s must be a view, a sample tag or a saved view name; got "
+            "%r" % (what, type(spec).__name__)
+        )
+
+    if len(view) == 0:
+        raise ValueError("The %s is empty; it needs samples" % what)
+
+    return view
+
+
+def check_dataset(dataset):
+    """Raises ``ValueError`` unless ``dataset`` is a flat image dataset."""
+    if dataset.media_type != fom.IMAGE:
+        raise ValueError(
+            "Dataset '%s' has media type '%s'; DCD works on image datasets "
+            "(for a grouped dataset, pass dataset.select_group_slices("
+            "media_type='image'))" % (dataset.name, dataset.media_type)
+        )
+
+
+def check_label_field(samples, field, what, allow_missing=False):
+    """Raises ``ValueError`` unless ``field`` is a ``Classification`` field
+    set on every sample of ``samples``.
+    """
+    dataset = samples._dataset
+    if not isinstance(field, str) or not field:
+        raise ValueError("The %s label field must be a field name" % what)
+
+    if not dataset.has_sample_field(field):
+        raise ValueError(
+            "Dataset '%s' has no field '%s' (the %s labels); its fields "
+            "are %s" % (dataset.name, field, what,
+                        sorted(dataset.get_field_schema()))
+        )
+
+    ftype = dataset.get_field(field)
+    doc_type = getattr(ftype, "document_type", None)
+    if doc_type is not fo.Classification:
+        raise ValueError(
+            "Field '%s' (the %s labels) is a %s; it must hold "
+            "fo.Classification labels" % (field, what, type(ftype).__name__
+                                         if doc_type is None
+                                         else doc_type.__name__)
+        )
+
+    if allow_missing:
+        return
+
+    missing = len(samples.exists(field + ".label", False))
+    if missing:
+        raise ValueError(
+            "%d of %d %s samples have no '%s' label; label them, or leave "
+            "them out of the view" % (missing, len(samples), what, field)
+        )
+
+
+def check_classes(samples, field, classes, what):
+    """Raises ``ValueError`` if ``samples`` hold labels outside
+    ``classes``.
+    """
+    unknown = set(samples.distinct(field + ".label")) - set(classes)
+    if unknown:
+        raise ValueError(
+            "The %s has labels %s in '%s' that the model's classes %s do "
+            "not include; pass classes=[...] covering them"
+            % (what, sorted(unknown), field, list(classes))
+        )
+
+
+def check_disjoint(a, b, what_a, what_b):
+    """Raises ``ValueError`` if two views share samples."""
+    shared = set(a.values("id")) & set(b.values("id"))
+    if shared:
+        raise ValueError(
+            "%d samples are in both the %s and the %s; they must not "
+            "overlap" % (len(shared), what_a, what_b)
+        )
+
+
+def check_selection_params(k, threshold, budget, label_strategy):
+    """Raises ``ValueError`` for selection parameters out of range."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError("k must be an integer >= 1, got %r" % (k,))
+
+    if threshold is not None and not (
+        isinstance(threshold, (int, float)) and threshold > 0
+    ):
+        raise ValueError(
+            "threshold must be a positive distance or None, got %r"
+            % (threshold,)
+        )
+
+    if budget is not None and (
+        isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
+    ):
+        raise ValueError(
+            "budget must be an integer >= 1 or None (no limit), got %r"
+            % (budget,)
+        )
+
+    if label_strategy not in LABEL_STRATEGIES:
+        raise ValueError(
+            "Unknown label strategy %r; use one of %s"
+            % (label_strategy, LABEL_STRATEGIES)
+        )
+
+
+def check_free(dataset, overwrite, run_key=None, fields=(), tags=(),
+               views=()):
+    """Raises ``ValueError`` if a run key, fields, tags or saved views that
+    a step would write already exist and ``overwrite`` is False.
+    """
+    if overwrite:
+        return
+
+    if run_key is not None and run_key in dataset.list_runs():
+        raise ValueError(
+            "Dataset '%s' already has a run '%s'; pass overwrite=True to "
+            "replace it, or another run_key" % (dataset.name, run_key)
+        )
+
+    taken = ["field " + f for f in fields if dataset.has_sample_field(f)]
+    taken += ["tag " + t for t in tags if len(dataset.match_tags(t))]
+    taken += [
+        "saved view " + v for v in views if v in dataset.list_saved_views()
+    ]
+    if taken:
+        raise ValueError(
+            "Dataset '%s' already has %s; pass overwrite=True to replace "
+            "them, or another run_key" % (dataset.name, ", ".join(taken))
+        )
