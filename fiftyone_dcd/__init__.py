@@ -11,6 +11,7 @@ from fiftyone_dcd.api import (
     embed,
     evaluate,
     finetune,
+    finetune_dcd,
     select_debug_train,
     split_e_sample,
     tag_errors,

@@ -113,14 +113,9 @@ def embed(samples, model, embeddings_field, checkpoint=None, classes=None,
     """
     ensure_database()
     dataset = samples._dataset
+    samples = val.resolve_view(dataset, samples, "samples to embed")
     if dataset.has_sample_field(embeddings_field):
-        ftype = dataset.get_field(embeddings_field)
-        if not isinstance(ftype, (fo.VectorField, fo.ListField)):
-            raise ValueError(
-                "Field '%s' exists and is a %s, not a VectorField; pass "
-                "another embeddings_field" % (embeddings_field,
-                                              type(ftype).__name__)
-            )
+        val.check_vector_field(dataset, embeddings_field)
 
     net = load_model(model, classes, checkpoint)
 
@@ -130,11 +125,20 @@ def embed(samples, model, embeddings_field, checkpoint=None, classes=None,
                               progress=progress)
 
 
-def tag_errors(samples, net, classes, label_field="ground_truth",
-               run_key="dcd", overwrite=False, batch_size=256,
-               num_workers=0, device=None, progress=None):
+def tag_errors(samples, model, label_field="ground_truth", classes=None,
+               checkpoint=None, run_key="dcd", overwrite=False,
+               batch_size=256, num_workers=0, device=None, progress=None):
     """Predicts ``samples`` with the model under debug, stores the
-    predictions, and tags the misclassified samples ``dcd:<run_key>:error``.
+    predictions in ``<prefix>_pred_before``, and tags the misclassified
+    samples ``dcd:<run_key>:error``.
+
+    Args:
+        samples: the samples to check, labelled in ``label_field``
+        model: the model under debug (see :func:`load_model`)
+        label_field ("ground_truth"): the true labels
+        classes (None): the model's classes (see :func:`get_classes`)
+        checkpoint (None): a state dict file to load into ``model``
+        run_key ("dcd"): the run key
 
     Returns:
         the number of misclassified samples
@@ -142,8 +146,11 @@ def tag_errors(samples, net, classes, label_field="ground_truth",
     ensure_database()
     dataset = samples._dataset
     names = RunNames(run_key)
+    samples = val.resolve_view(dataset, samples, "error set")
     val.check_label_field(samples, label_field, "error")
+    classes = get_classes(dataset, classes, samples, label_field)
     val.check_classes(samples, label_field, classes, "error view")
+    net = load_model(model, classes, checkpoint)
     val.check_free(dataset, overwrite, fields=[names.pred_before],
                    tags=[names.error_tag])
     if overwrite:
@@ -238,8 +245,9 @@ def select_debug_train(
     ``<prefix>_debug_train`` sorted by distance.
 
     Args:
-        pool: the weakly labelled pool F
-        e_sample: the labelled samples of the error distribution
+        pool: the weakly labelled pool F: a view, or a sample tag or saved
+            view name of ``e_sample``'s dataset
+        e_sample: the labelled samples of the error distribution (a view)
         embeddings_field: a vector field set on both
         label_field ("ground_truth"): E_sample's labels
         weak_label_field ("weak_label"): the pool's weak labels
@@ -255,12 +263,15 @@ def select_debug_train(
         the debug-train view
     """
     ensure_database()
-    dataset = pool._dataset
+    dataset = e_sample._dataset if isinstance(pool, str) else pool._dataset
     names = RunNames(run_key)
+    pool = val.resolve_view(dataset, pool, "pool")
+    e_sample = val.resolve_view(dataset, e_sample, "E_sample")
     val.check_selection_params(k, threshold, budget, label_strategy)
     val.check_label_field(e_sample, label_field, "E_sample")
     val.check_label_field(pool, weak_label_field, "pool weak")
     val.check_disjoint(pool, e_sample, "pool", "E_sample")
+    val.check_vector_field(dataset, embeddings_field)
     pool_ids, X = load_embeddings(pool, embeddings_field)
     query_ids, Q = load_embeddings(e_sample, embeddings_field)
     if X.shape[1] != Q.shape[1]:
@@ -351,14 +362,250 @@ def evaluate(net, classes, test, heldout, label_field, batch_size=256,
     """Returns ``{"test acc": ..., "heldout acc": ...}`` of ``net``,
     storing its predictions in ``pred_field`` when given.
     """
-    out = {}
-    for key, samples in (("test acc", test), ("heldout acc", heldout)):
-        preds = predict(samples, net, classes, pred_field=pred_field,
-                        batch_size=batch_size, num_workers=num_workers,
-                        device=device)
-        out[key] = accuracy(preds, samples, label_field)
+    preds = predict(test.concat(heldout), net, classes,
+                    pred_field=pred_field, batch_size=batch_size,
+                    num_workers=num_workers, device=device)
 
-    return out
+    return {
+        "test acc": accuracy(preds, test, label_field),
+        "heldout acc": accuracy(preds, heldout, label_field),
+    }
+
+
+BASELINES = ("e_sample", "random", "all_pool")
+
+
+def _compare(net, classes, train, test, heldout, e_sample, debug_train,
+             names, label_field, pool, weak_label_field, baselines, epochs,
+             lr, replay, batch_size, num_workers, seed, work_dir, device,
+             say, predictions=None):
+    """Fine-tunes DCD and the baselines and measures them; returns the
+    report rows and timings. ``predictions`` are the model under debug's
+    ``{id: label}`` on test and heldout, predicted here when None.
+    """
+    timings = {"finetune": 0.0, "evaluate": 0.0}
+    t = time.time()
+    if predictions is None:
+        before = evaluate(net, classes, test, heldout, label_field,
+                          batch_size=2 * batch_size,
+                          num_workers=num_workers, device=device)
+    else:
+        before = {
+            "test acc": accuracy(predictions, test, label_field),
+            "heldout acc": accuracy(predictions, heldout, label_field),
+        }
+
+    timings["evaluate"] += time.time() - t
+
+    replayed = train
+    if replay < 1:
+        replayed = train.take(int(round(replay * len(train))), seed=seed)
+
+    num_selected = len(debug_train)
+    base = [(replayed, label_field), (e_sample, label_field)]
+    methods = [("DCD", num_selected,
+                base + [(debug_train, names.assigned_label)])]
+    if "e_sample" in baselines:
+        methods.append(("E_sample only", 0, base))
+
+    if "random" in baselines:
+        rand = pool.take(num_selected, seed=seed)
+        methods.append(("E_sample + random pool", num_selected,
+                        base + [(rand, weak_label_field)]))
+
+    if "all_pool" in baselines:
+        methods.append(("E_sample + all of F", len(pool),
+                        base + [(pool, weak_label_field)]))
+
+    rows = [dict(method="before debugging", **{"images added": 0},
+                 **before)]
+    for n, (method, added, parts) in enumerate(methods):
+        say(0.3 + 0.65 * n / len(methods),
+            "Fine-tuning %d of %d: %s" % (n + 1, len(methods), method))
+        t = time.time()
+        tuned = finetune(net, parts, classes,
+                         os.path.join(work_dir, "method%d" % n),
+                         epochs=epochs, lr=lr, batch_size=batch_size,
+                         num_workers=num_workers, seed=seed)
+        timings["finetune"] += time.time() - t
+        t = time.time()
+        is_dcd = n == 0
+        acc = evaluate(tuned, classes, test, heldout, label_field,
+                       batch_size=2 * batch_size, num_workers=num_workers,
+                       device=device,
+                       pred_field=names.pred_after if is_dcd else None)
+        timings["evaluate"] += time.time() - t
+        if is_dcd:
+            save_weights(tuned, os.path.join(work_dir, "dcd_model.pt"))
+
+        rows.append(dict(method=method, **{"images added": added}, **acc))
+
+    for row in rows:
+        row["test change"] = row["test acc"] - before["test acc"]
+        row["heldout change"] = row["heldout acc"] - before["heldout acc"]
+
+    return rows, timings
+
+
+def _selection_purity(debug_train, names, true_label_field):
+    truth, assigned = debug_train.values(
+        [true_label_field + ".label", names.assigned_label + ".label"]
+    )
+
+    return float(np.mean([a == b for a, b in zip(truth, assigned)]))
+
+
+def _describe(model):
+    if model is None or isinstance(model, str):
+        return model
+
+    return type(model).__name__
+
+
+def _check_common(dataset, train, test, heldout, e_sample, pool, label_field,
+                  weak_label_field, true_label_field, classes, baselines,
+                  replay):
+    """Resolves and checks the views shared by fine-tuning and
+    :func:`apply_dcd`; returns them and the class list.
+    """
+    val.check_dataset(dataset)
+    train = val.resolve_view(dataset, train, "training set")
+    test = val.resolve_view(dataset, test, "test set")
+    for view, what in ((train, "training"), (test, "test")):
+        val.check_label_field(view, label_field, what)
+
+    classes = get_classes(dataset, classes, train, label_field)
+    for view, what in ((train, "training set"), (test, "test set")):
+        val.check_classes(view, label_field, classes, what)
+
+    unknown = set(baselines) - set(BASELINES)
+    if unknown:
+        raise ValueError(
+            "Unknown baselines %s; use any of %s"
+            % (sorted(unknown), BASELINES)
+        )
+
+    if pool is not None or baselines:
+        pool = val.resolve_view(dataset, pool, "pool")
+        val.check_label_field(pool, weak_label_field, "pool weak")
+        val.check_classes(pool, weak_label_field, classes, "pool")
+        if true_label_field is not None:
+            val.check_label_field(pool, true_label_field, "pool true",
+                                  allow_missing=True)
+
+    for view, what in ((e_sample, "E_sample"), (heldout, "debug-heldout")):
+        if view is not None:
+            val.check_label_field(view, label_field, what)
+            val.check_classes(view, label_field, classes, what)
+            val.check_disjoint(view, test, what, "test set")
+            if pool is not None:
+                val.check_disjoint(view, pool, what, "pool")
+
+    if e_sample is not None and heldout is not None:
+        val.check_disjoint(e_sample, heldout, "E_sample", "debug-heldout")
+
+    if not (isinstance(replay, (int, float)) and 0 < replay <= 1):
+        raise ValueError("replay must be in (0, 1], got %r" % (replay,))
+
+    return train, test, pool, classes
+
+
+def finetune_dcd(
+    samples,
+    model,
+    train,
+    test,
+    heldout,
+    e_sample,
+    pool=None,
+    debug_train=None,
+    label_field="ground_truth",
+    weak_label_field="weak_label",
+    true_label_field=None,
+    classes=None,
+    checkpoint=None,
+    baselines=BASELINES,
+    epochs=2,
+    lr=0.01,
+    replay=1.0,
+    batch_size=128,
+    num_workers=0,
+    run_key="dcd",
+    work_dir=None,
+    seed=0,
+    overwrite=False,
+    device=None,
+    progress=None,
+):
+    """Fine-tunes the model under debug on the training data, E_sample and
+    the debug-train set chosen by :func:`select_debug_train`, fine-tunes the
+    baselines the same way, and stores the report as the run ``run_key``.
+
+    Arguments are as for :func:`apply_dcd`; ``debug_train`` defaults to the
+    saved view ``<prefix>_debug_train`` of the run.
+
+    Returns:
+        the result dict described in :func:`apply_dcd`
+    """
+    ensure_database()
+    t_start = time.time()
+    dataset = samples._dataset
+    names = RunNames(check_run_key(run_key))
+    say = progress or (lambda fraction, label: None)
+    heldout = val.resolve_view(dataset, heldout, "debug-heldout set")
+    e_sample = val.resolve_view(dataset, e_sample, "E_sample")
+    debug_train = val.resolve_view(
+        dataset, debug_train or names.debug_train_view, "debug-train set"
+    )
+    val.check_label_field(debug_train, names.assigned_label,
+                          "debug-train assigned")
+    train, test, pool, classes = _check_common(
+        dataset, train, test, heldout, e_sample, pool, label_field,
+        weak_label_field, true_label_field, classes, baselines, replay,
+    )
+    val.check_classes(debug_train, names.assigned_label, classes,
+                      "debug-train set")
+    val.check_free(dataset, overwrite, run_key=run_key,
+                   fields=[names.pred_after])
+    net = load_model(model, classes, checkpoint)
+    work_dir = work_dir or default_work_dir(dataset, run_key)
+
+    rows, timings = _compare(
+        net, classes, train, test, heldout, e_sample, debug_train, names,
+        label_field, pool, weak_label_field, baselines, epochs, lr, replay,
+        batch_size, num_workers, seed, work_dir, device, say,
+    )
+    config = dict(
+        method="dcd", model=_describe(model), checkpoint=checkpoint,
+        label_field=label_field, weak_label_field=weak_label_field,
+        classes=classes, epochs=epochs, lr=lr, replay=replay, seed=seed,
+        work_dir=work_dir, debug_train_view=names.debug_train_view,
+        fields=names.fields, tags=names.tags,
+    )
+    result = _finish(dataset, names, rows, timings, debug_train,
+                     true_label_field, config, overwrite, t_start)
+    say(1.0, "Done")
+
+    return result
+
+
+def _finish(dataset, names, rows, timings, debug_train, true_label_field,
+            config, overwrite, t_start):
+    result = {
+        "rows": rows,
+        "table": format_table(rows, REPORT_COLUMNS),
+        "num_selected": len(debug_train),
+        "timings": timings,
+        "config": config,
+    }
+    if true_label_field is not None:
+        result["label_purity"] = _selection_purity(debug_train, names,
+                                                   true_label_field)
+
+    timings["total"] = time.time() - t_start
+    save_run(dataset, names.run_key, config, result, overwrite=overwrite)
+
+    return result
 
 
 def apply_dcd(
@@ -388,7 +635,7 @@ def apply_dcd(
     replay=1.0,
     batch_size=128,
     num_workers=0,
-    baselines=("e_sample", "random", "all_pool"),
+    baselines=BASELINES,
     run_key="dcd",
     work_dir=None,
     seed=0,
@@ -403,14 +650,22 @@ def apply_dcd(
     debug on the training data plus E_sample plus debug-train, and compares
     it, on the test set and on held-out samples of the error distribution,
     with the model before debugging and with baselines fine-tuned the same
-    way. The result is stored as the run ``run_key``
-    (``dataset.list_runs()``), the fine-tuned model's predictions in
-    ``<prefix>_pred_after``, and the debug-train set as the saved view
-    ``<prefix>_debug_train``, where ``<prefix>`` is ``run_key`` if it
-    starts with ``dcd``, else ``dcd_<run_key>``.
+    way.
 
-    The views below may also be given as a sample tag or the name of a
-    saved view of the dataset.
+    What it writes, all namespaced by ``run_key`` (``<prefix>`` is
+    ``run_key`` if that starts with ``dcd``, else ``dcd_<run_key>``):
+
+    -   the run ``run_key`` (``dataset.list_runs()``), with the report;
+    -   fields ``<prefix>_embeddings``, ``<prefix>_pred_before``,
+        ``<prefix>_pred_after``, and on the selected pool images
+        ``<prefix>_distance``, ``<prefix>_query_id`` and
+        ``<prefix>_assigned_label``;
+    -   tags ``dcd:<run_key>:e_sample``, ``dcd:<run_key>:heldout``,
+        ``dcd:<run_key>:error`` (misclassified E samples) and
+        ``dcd:<run_key>:debug_train``;
+    -   the saved view ``<prefix>_debug_train``, sorted by distance.
+
+    Views may also be given as a sample tag or a saved view name.
 
     Args:
         samples: the dataset or a view of it
@@ -438,13 +693,15 @@ def apply_dcd(
             neighbours (e.g. ``"vit_small_patch16_224.dino"``); by default
             the model under debug
         embeddings_checkpoint (None): a state dict for ``embeddings_model``
-        embeddings_field (None): a vector field with embeddings to use, or
-            where to store them; ``<prefix>_embeddings`` by default
+        embeddings_field (None): an existing vector field of embeddings to
+            select with; by default ``<prefix>_embeddings`` is computed
         k (20): neighbours per E_sample image
         threshold (None): the largest l2 distance selected
         budget (None): the most pool images selected
         label_strategy ("weak"): how selected images are labelled:
-            ``"weak"``, ``"query"`` or ``"agree"``
+            ``"weak"`` (their weak label), ``"query"`` (the label of the
+            E_sample image that found them) or ``"agree"`` (weak labels,
+            only where they equal the query's)
         epochs (2): fine-tuning epochs
         lr (0.01): the fine-tuning learning rate
         replay (1.0): the share of ``train`` replayed while fine-tuning
@@ -458,14 +715,14 @@ def apply_dcd(
             ``~/.cache/fiftyone-dcd/runs/<dataset>/<run_key>``
         seed (0): the seed of every random choice
         overwrite (False): whether to replace an earlier run ``run_key``
-            and what it wrote
+            and everything it wrote
         device (None): a torch device; CUDA when present by default
         progress (None): a callable ``progress(fraction, label)``
 
     Returns:
-        a dict with ``rows`` (one per method, the report table), ``table``
-        (it as text), ``num_selected``, ``config`` and, when
-        ``true_label_field`` is given, ``label_purity``
+        a dict with ``rows`` (the report table, one dict per method),
+        ``table`` (it as text), ``num_selected``, ``timings`` (seconds per
+        step), ``config`` and, with ``true_label_field``, ``label_purity``
     """
     ensure_database()
     t_start = time.time()
@@ -474,10 +731,6 @@ def apply_dcd(
     say = progress or (lambda fraction, label: None)
 
     # -- every check before anything is written --
-    val.check_dataset(dataset)
-    train = val.resolve_view(dataset, train, "training set")
-    test = val.resolve_view(dataset, test, "test set")
-    pool = val.resolve_view(dataset, pool, "pool")
     e_sample = val.resolve_view(dataset, e_sample, "E_sample",
                                 allow_none=True)
     heldout = val.resolve_view(dataset, heldout, "debug-heldout set",
@@ -490,56 +743,25 @@ def apply_dcd(
             )
 
         val.check_label_field(errors, label_field, "error")
-    else:
-        val.check_label_field(e_sample, label_field, "E_sample")
-        val.check_label_field(heldout, label_field, "debug-heldout")
-        val.check_disjoint(e_sample, heldout, "E_sample", "debug-heldout")
+        e_sample = heldout = None
 
-    for view, what in ((train, "training"), (test, "test")):
-        val.check_label_field(view, label_field, what)
-
-    val.check_label_field(pool, weak_label_field, "pool weak")
-    if true_label_field is not None:
-        val.check_label_field(pool, true_label_field, "pool true",
-                              allow_missing=True)
-
-    classes = get_classes(dataset, classes, train, label_field)
-    for view, what in ((train, "training set"), (test, "test set")):
-        val.check_classes(view, label_field, classes, what)
-
-    val.check_classes(pool, weak_label_field, classes, "pool")
-    for view, what in ((e_sample, "E_sample"), (heldout, "debug-heldout"),
-                       (errors, "error set")):
-        if view is not None:
-            val.check_classes(view, label_field, classes, what)
-            val.check_disjoint(view, pool, what, "pool")
-            val.check_disjoint(view, test, what, "test set")
+    train, test, pool, classes = _check_common(
+        dataset, train, test, heldout, e_sample, pool, label_field,
+        weak_label_field, true_label_field, classes, baselines, replay,
+    )
+    if errors is not None:
+        val.check_classes(errors, label_field, classes, "error set")
+        val.check_disjoint(errors, pool, "error set", "pool")
+        val.check_disjoint(errors, test, "error set", "test set")
 
     val.check_selection_params(k, threshold, budget, label_strategy)
-    if not 0 < replay <= 1:
-        raise ValueError("replay must be in (0, 1], got %r" % (replay,))
-
-    unknown = set(baselines) - {"e_sample", "random", "all_pool"}
-    if unknown:
-        raise ValueError(
-            "Unknown baselines %s; use any of 'e_sample', 'random', "
-            "'all_pool'" % sorted(unknown)
-        )
-
     embeddings_field = embeddings_field or names.embeddings
     user_embeddings = embeddings_field != names.embeddings
-    if user_embeddings and not dataset.has_sample_field(embeddings_field):
-        raise ValueError(
-            "Dataset '%s' has no field '%s' (embeddings_field); omit it to "
-            "compute embeddings, or name an existing vector field"
-            % (dataset.name, embeddings_field)
-        )
+    if user_embeddings:
+        val.check_vector_field(dataset, embeddings_field)
 
-    written = [names.pred_before, names.pred_after, names.distance,
-               names.query_id, names.assigned_label]
-    if not user_embeddings:
-        written.append(names.embeddings)
-
+    written = [f for f in names.fields
+               if f != names.embeddings or not user_embeddings]
     val.check_free(dataset, overwrite, run_key=run_key, fields=written,
                    tags=names.tags, views=[names.debug_train_view])
 
@@ -550,11 +772,11 @@ def apply_dcd(
 
     # -- from here on, the dataset changes --
     if overwrite:
-        clear_run(dataset, names, keep_fields=[] if not user_embeddings
-                  else [embeddings_field])
+        clear_run(dataset, names,
+                  keep_fields=[embeddings_field] if user_embeddings else [])
 
     work_dir = work_dir or default_work_dir(dataset, run_key)
-    if e_sample is None or heldout is None:
+    if e_sample is None:
         e_sample, heldout = split_e_sample(errors, num_e_sample, seed=seed,
                                            run_key=run_key)
     else:
@@ -562,11 +784,9 @@ def apply_dcd(
         heldout.tag_samples(names.heldout_tag)
 
     timings = {}
-
     say(0.05, "Embedding pool and E_sample")
     t = time.time()
-    embed_views = pool.concat(e_sample)
-    compute_embeddings(embed_views, embed_net, embeddings_field,
+    compute_embeddings(pool.concat(e_sample), embed_net, embeddings_field,
                        batch_size=2 * batch_size, num_workers=num_workers,
                        device=device, skip_existing=True)
     timings["embed"] = time.time() - t
@@ -578,10 +798,6 @@ def apply_dcd(
                     num_workers=num_workers, device=device)
     _tag_misclassified(heldout.concat(e_sample), preds, label_field,
                        names.error_tag)
-    before = {
-        "test acc": accuracy(preds, test, label_field),
-        "heldout acc": accuracy(preds, heldout, label_field),
-    }
     timings["predict"] = time.time() - t
 
     say(0.25, "Selecting debug-train")
@@ -592,92 +808,27 @@ def apply_dcd(
         budget=budget, label_strategy=label_strategy, run_key=run_key,
     )
     timings["select"] = time.time() - t
-    num_selected = len(debug_train)
 
-    replayed = train
-    if replay < 1:
-        replayed = train.take(int(round(replay * len(train))), seed=seed)
-
-    base = [(replayed, label_field), (e_sample, label_field)]
-    methods = [("DCD (%s)" % label_strategy, num_selected,
-                base + [(debug_train, names.assigned_label)])]
-    if "e_sample" in baselines:
-        methods.append(("E_sample only", 0, base))
-
-    if "random" in baselines:
-        rand = pool.take(num_selected, seed=seed)
-        methods.append(("E_sample + random pool", num_selected,
-                        base + [(rand, weak_label_field)]))
-
-    if "all_pool" in baselines:
-        methods.append(("E_sample + all of F", len(pool),
-                        base + [(pool, weak_label_field)]))
-
-    rows = [dict(method="before debugging", **{"images added": 0},
-                 **before)]
-    timings["finetune"] = 0.0
-    for n, (method, added, parts) in enumerate(methods):
-        say(0.3 + 0.65 * n / len(methods), "Fine-tuning: %s" % method)
-        t = time.time()
-        tuned = finetune(net, parts, classes,
-                         os.path.join(work_dir, "method%d" % n),
-                         epochs=epochs, lr=lr, batch_size=batch_size,
-                         num_workers=num_workers, seed=seed)
-        timings["finetune"] += time.time() - t
-        pred_field = names.pred_after if n == 0 else None
-        acc = evaluate(tuned, classes, test, heldout, label_field,
-                       batch_size=2 * batch_size, num_workers=num_workers,
-                       device=device, pred_field=pred_field)
-        if n == 0:
-            save_weights(tuned, os.path.join(work_dir, "dcd_model.pt"))
-
-        rows.append(dict(method=method, **{"images added": added}, **acc))
-
-    for row in rows:
-        row["test change"] = row["test acc"] - before["test acc"]
-        row["heldout change"] = row["heldout acc"] - before["heldout acc"]
-
-    result = {
-        "rows": rows,
-        "table": format_table(rows, REPORT_COLUMNS),
-        "num_selected": num_selected,
-        "timings": timings,
-    }
-    if true_label_field is not None:
-        truth, assigned = debug_train.values(
-            [true_label_field + ".label", names.assigned_label + ".label"]
-        )
-        result["label_purity"] = float(
-            np.mean([a == b for a, b in zip(truth, assigned)])
-        )
-
+    rows, more = _compare(
+        net, classes, train, test, heldout, e_sample, debug_train, names,
+        label_field, pool, weak_label_field, baselines, epochs, lr, replay,
+        batch_size, num_workers, seed, work_dir, device, say,
+        predictions=preds,
+    )
+    rows[1]["method"] = "DCD (%s)" % label_strategy
+    timings.update(more)
     config = dict(
-        method="dcd",
-        model=model if isinstance(model, str) else type(model).__name__,
-        checkpoint=checkpoint,
-        embeddings_model=(embeddings_model if isinstance(
-            embeddings_model, (str, type(None))) else
-            type(embeddings_model).__name__),
-        embeddings_field=embeddings_field,
-        label_field=label_field,
-        weak_label_field=weak_label_field,
-        classes=classes,
-        k=k,
-        threshold=threshold,
-        budget=budget,
-        label_strategy=label_strategy,
-        epochs=epochs,
-        lr=lr,
-        replay=replay,
-        seed=seed,
-        work_dir=work_dir,
-        fields=written,
-        tags=names.tags,
+        method="dcd", model=_describe(model), checkpoint=checkpoint,
+        embeddings_model=_describe(embeddings_model),
+        embeddings_field=embeddings_field, label_field=label_field,
+        weak_label_field=weak_label_field, classes=classes, k=k,
+        threshold=threshold, budget=budget, label_strategy=label_strategy,
+        epochs=epochs, lr=lr, replay=replay, seed=seed, work_dir=work_dir,
+        fields=written, tags=names.tags,
         debug_train_view=names.debug_train_view,
     )
-    result["config"] = config
-    result["timings"]["total"] = time.time() - t_start
-    save_run(dataset, run_key, config, result, overwrite=overwrite)
+    result = _finish(dataset, names, rows, timings, debug_train,
+                     true_label_field, config, overwrite, t_start)
     say(1.0, "Done")
 
     return result

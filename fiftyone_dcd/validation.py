@@ -109,6 +109,26 @@ def check_label_field(samples, field, what, allow_missing=False):
         )
 
 
+def check_vector_field(dataset, field):
+    """Raises ``ValueError`` unless ``field`` is a vector field of
+    ``dataset``.
+    """
+    if not dataset.has_sample_field(field):
+        raise ValueError(
+            "Dataset '%s' has no field '%s' (the embeddings); compute them "
+            "first, or name a vector field among %s"
+            % (dataset.name, field,
+               sorted(dataset.get_field_schema(ftype=fo.VectorField)))
+        )
+
+    ftype = dataset.get_field(field)
+    if not isinstance(ftype, (fo.VectorField, fo.ListField)):
+        raise ValueError(
+            "Field '%s' is a %s, not a vector field of embeddings; name "
+            "another field" % (field, type(ftype).__name__)
+        )
+
+
 def check_classes(samples, field, classes, what):
     """Raises ``ValueError`` if ``samples`` hold labels outside
     ``classes``.

@@ -89,12 +89,15 @@ def _fetch_debian(cache_dir):
 
     target = os.path.join(cache_dir, "deb")
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run(
-            ["apt-get", "download", DEBIAN_PACKAGE],
-            cwd=tmp,
-            capture_output=True,
-            text=True,
-        )
+        download = ["apt-get", "download", DEBIAN_PACKAGE]
+        proc = subprocess.run(download, cwd=tmp, capture_output=True,
+                              text=True)
+        if proc.returncode != 0 and os.geteuid() == 0:
+            # a new machine may have no package lists yet
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
+            proc = subprocess.run(download, cwd=tmp, capture_output=True,
+                                  text=True)
+
         debs = glob.glob(os.path.join(tmp, "*.deb"))
         if proc.returncode != 0 or not debs:
             logger.info("apt-get download failed: %s", proc.stderr.strip())

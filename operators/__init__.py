@@ -1,0 +1,503 @@
+"""
+FiftyOne operators of fiftyone-dcd: thin forms over :mod:`fiftyone_dcd`.
+
+Each operator reads its form, calls one library function, and returns what
+it wrote; every check and all the logic live in the library.
+"""
+import os
+import sys
+
+import fiftyone.operators as foo
+import fiftyone.operators.types as types
+
+try:
+    import fiftyone_dcd as fodcd
+except ImportError:
+    # the plugin folder is the repository: use the library beside it when
+    # it was not pip-installed
+    sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
+    import fiftyone_dcd as fodcd
+
+from fiftyone_dcd.selection import LABEL_STRATEGIES
+
+
+ICON = "/plugin_manifest/dcd.svg"
+
+
+def _fields_of(ctx, doc_type=None, vector=False):
+    """Names of the dataset's fields of a label type, or vector fields."""
+    import fiftyone as fo
+
+    if ctx.dataset is None:
+        return []
+
+    if vector:
+        return sorted(
+            ctx.dataset.get_field_schema(ftype=fo.VectorField).keys()
+        )
+
+    return sorted(
+        ctx.dataset.get_field_schema(embedded_doc_type=doc_type).keys()
+    )
+
+
+def _label_field(ctx, inputs, name, label, default, description,
+                 required=True):
+    import fiftyone as fo
+
+    choices = _fields_of(ctx, fo.Classification)
+    if choices:
+        inputs.enum(
+            name,
+            choices,
+            default=default if default in choices else choices[0],
+            required=required,
+            label=label,
+            description=description,
+            view=types.DropdownView(),
+        )
+    else:
+        inputs.str(name, default=default, required=required, label=label,
+                   description=description)
+
+
+def _model_inputs(inputs, prefix=""):
+    inputs.str(
+        prefix + "model",
+        default="small_cnn",
+        required=True,
+        label="Model",
+        description="'small_cnn', a timm model name (e.g. resnet18, "
+        "vit_small_patch16_224.dino) or torchvision:<name>",
+    )
+    inputs.str(
+        prefix + "checkpoint",
+        required=False,
+        label="Checkpoint",
+        description="Path of a state dict to load (read with "
+        "weights_only=True)",
+    )
+
+
+def _view_input(inputs, name, label, default, description, required=True):
+    inputs.str(name, default=default, required=required, label=label,
+               description="A sample tag or saved view name. " + description)
+
+
+def _run_inputs(inputs):
+    inputs.str("run_key", default="dcd", required=False, label="Run key",
+               description="Namespaces the fields (dcd_...), tags "
+               "(dcd:<run_key>:...) and run this writes")
+    inputs.bool("overwrite", default=False, label="Overwrite",
+                description="Replace what an earlier run with this key "
+                "wrote")
+
+
+def _progress(ctx):
+    def progress(fraction, label):
+        ctx.set_progress(progress=fraction, label=label)
+
+    return progress
+
+
+def _count_progress(ctx):
+    def progress(done, total):
+        ctx.set_progress(progress=done / max(total, 1),
+                         label="%d of %d" % (done, total))
+
+    return progress
+
+
+def _none_if_zero(value):
+    return value if value else None
+
+
+class TrainDCDModel(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="train_dcd_model",
+            label="DCD: train a model under debug",
+            description="Trains a classifier on the target samples with an "
+            "mmengine Runner and saves its weights",
+            allow_delegated_execution=True,
+            allow_immediate_execution=True,
+            dynamic=True,
+            icon=ICON,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ctx.target_view()
+        _label_field(ctx, inputs, "label_field", "Label field",
+                     "ground_truth", "The training labels")
+        inputs.str("model", default="small_cnn", required=True,
+                   label="Model")
+        inputs.int("epochs", default=3, label="Epochs")
+        inputs.float("lr", default=0.05, label="Learning rate")
+        inputs.str("work_dir", required=False, label="Work folder",
+                   description="Where checkpoints go (default: the cache)")
+
+        return types.Property(inputs, view=types.View(label=self.config.label))
+
+    def execute(self, ctx):
+        p = ctx.params
+        _, path = fodcd.train_model(
+            ctx.target_view(),
+            label_field=p["label_field"],
+            model=p.get("model") or "small_cnn",
+            work_dir=p.get("work_dir") or None,
+            epochs=p.get("epochs", 3),
+            lr=p.get("lr", 0.05),
+        )
+
+        return {"checkpoint": path}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("checkpoint", label="Checkpoint")
+
+        return types.Property(outputs)
+
+
+class ComputeDCDEmbeddings(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="compute_dcd_embeddings",
+            label="DCD: compute penultimate-layer embeddings",
+            description="Stores a model's penultimate-layer activations in "
+            "a vector field",
+            allow_delegated_execution=True,
+            allow_immediate_execution=True,
+            dynamic=True,
+            icon=ICON,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ctx.target_view()
+        _model_inputs(inputs)
+        inputs.str("embeddings_field", default="dcd_embeddings",
+                   required=True, label="Embeddings field")
+        inputs.int("batch_size", default=256, label="Batch size")
+        inputs.int("num_workers", default=0, label="Loader workers")
+        inputs.bool("overwrite", default=False, label="Recompute all",
+                    description="Otherwise only samples without a vector "
+                    "are computed")
+
+        return types.Property(inputs, view=types.View(label=self.config.label))
+
+    def execute(self, ctx):
+        p = ctx.params
+        n = fodcd.embed(
+            ctx.target_view(),
+            p["model"],
+            p["embeddings_field"],
+            checkpoint=p.get("checkpoint") or None,
+            batch_size=p.get("batch_size", 256),
+            num_workers=p.get("num_workers", 0),
+            overwrite=p.get("overwrite", False),
+            progress=_count_progress(ctx),
+        )
+
+        return {"num_computed": n}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("num_computed", label="Samples embedded")
+
+        return types.Property(outputs)
+
+
+class TagDCDErrors(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="tag_dcd_errors",
+            label="DCD: tag errors and split E_sample",
+            description="Predicts the target samples, tags the "
+            "misclassified ones, and optionally splits them into E_sample "
+            "and debug-heldout",
+            allow_delegated_execution=True,
+            allow_immediate_execution=True,
+            dynamic=True,
+            icon=ICON,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ctx.target_view()
+        _model_inputs(inputs)
+        _label_field(ctx, inputs, "label_field", "Label field",
+                     "ground_truth", "The true labels")
+        inputs.int("num_e_sample", default=0, label="E_sample size",
+                   description="If > 0, tag this many of the target samples "
+                   "E_sample and the rest debug-heldout")
+        inputs.int("seed", default=0, label="Seed")
+        _run_inputs(inputs)
+
+        return types.Property(inputs, view=types.View(label=self.config.label))
+
+    def execute(self, ctx):
+        p = ctx.params
+        samples = ctx.target_view()
+        num_errors = fodcd.tag_errors(
+            samples,
+            p["model"],
+            label_field=p["label_field"],
+            checkpoint=p.get("checkpoint") or None,
+            run_key=p.get("run_key", "dcd"),
+            overwrite=p.get("overwrite", False),
+            progress=_count_progress(ctx),
+        )
+        out = {"num_errors": num_errors, "num_e_sample": 0}
+        if p.get("num_e_sample"):
+            e_sample, _ = fodcd.split_e_sample(
+                samples,
+                p["num_e_sample"],
+                seed=p.get("seed", 0),
+                run_key=p.get("run_key", "dcd"),
+                overwrite=p.get("overwrite", False),
+            )
+            out["num_e_sample"] = len(e_sample)
+
+        return out
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("num_errors", label="Misclassified samples")
+        outputs.int("num_e_sample", label="E_sample size")
+
+        return types.Property(outputs)
+
+
+class SelectDebugTrain(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="select_debug_train",
+            label="DCD: select debug-train from the pool",
+            description="For each E_sample image (the target samples), "
+            "selects its k nearest pool images by l2 distance",
+            allow_delegated_execution=True,
+            allow_immediate_execution=True,
+            dynamic=True,
+            icon=ICON,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ctx.target_view()
+        _view_input(inputs, "pool", "Pool", "pool",
+                    "The weakly labelled pool F")
+        vectors = _fields_of(ctx, vector=True)
+        inputs.str("embeddings_field",
+                   default=vectors[0] if vectors else "dcd_embeddings",
+                   required=True, label="Embeddings field")
+        _label_field(ctx, inputs, "label_field", "E_sample label field",
+                     "ground_truth", "The labels of the target samples")
+        _label_field(ctx, inputs, "weak_label_field", "Pool weak labels",
+                     "weak_label", "The pool's weak labels")
+        inputs.int("k", default=20, label="k", description="Neighbours per "
+                   "E_sample image")
+        inputs.float("threshold", default=0.0, label="Distance threshold",
+                     description="0 for none")
+        inputs.int("budget", default=0, label="Budget",
+                   description="The most images selected; 0 for none")
+        inputs.enum("label_strategy", list(LABEL_STRATEGIES),
+                    default="weak", label="Label strategy",
+                    view=types.DropdownView())
+        _run_inputs(inputs)
+
+        return types.Property(inputs, view=types.View(label=self.config.label))
+
+    def execute(self, ctx):
+        p = ctx.params
+        view = fodcd.select_debug_train(
+            p["pool"],
+            ctx.target_view(),
+            p["embeddings_field"],
+            label_field=p["label_field"],
+            weak_label_field=p["weak_label_field"],
+            k=p.get("k", 20),
+            threshold=_none_if_zero(p.get("threshold")),
+            budget=_none_if_zero(p.get("budget")),
+            label_strategy=p.get("label_strategy", "weak"),
+            run_key=p.get("run_key", "dcd"),
+            overwrite=p.get("overwrite", False),
+        )
+        names = fodcd.RunNames(p.get("run_key", "dcd"))
+
+        return {"num_selected": len(view),
+                "saved_view": names.debug_train_view}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.int("num_selected", label="Images selected")
+        outputs.str("saved_view", label="Saved view")
+
+        return types.Property(outputs)
+
+
+def _finetune_inputs(inputs):
+    _view_input(inputs, "train", "Training set", "train",
+                "The original training data, replayed")
+    _view_input(inputs, "test", "Test set", "test", "The original test set")
+    _view_input(inputs, "heldout", "Debug-heldout", "dcd:dcd:heldout",
+                "Held-out samples of the error distribution")
+    _view_input(inputs, "pool", "Pool", "pool", "The weakly labelled pool")
+    inputs.int("epochs", default=2, label="Epochs")
+    inputs.float("lr", default=0.01, label="Learning rate")
+    inputs.float("replay", default=1.0, label="Replay",
+                 description="Share of the training data replayed")
+    inputs.list("baselines", types.String(),
+                default=list(fodcd.api.BASELINES), label="Baselines")
+    inputs.str("work_dir", required=False, label="Work folder")
+
+
+class FinetuneDCD(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="finetune_dcd",
+            label="DCD: fine-tune and compare with baselines",
+            description="Fine-tunes on train + E_sample + debug-train, "
+            "evaluates against baselines, and stores the report as a run",
+            allow_delegated_execution=True,
+            allow_immediate_execution=True,
+            dynamic=True,
+            icon=ICON,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ctx.target_view()
+        _model_inputs(inputs)
+        _view_input(inputs, "e_sample", "E_sample", "dcd:dcd:e_sample",
+                    "The labelled samples of the error distribution")
+        _label_field(ctx, inputs, "label_field", "Label field",
+                     "ground_truth", "Labels of train, test and E")
+        _label_field(ctx, inputs, "weak_label_field", "Pool weak labels",
+                     "weak_label", "The pool's weak labels")
+        _finetune_inputs(inputs)
+        _run_inputs(inputs)
+
+        return types.Property(inputs, view=types.View(label=self.config.label))
+
+    def execute(self, ctx):
+        p = ctx.params
+        result = fodcd.finetune_dcd(
+            ctx.target_view(),
+            p["model"],
+            train=p["train"],
+            test=p["test"],
+            heldout=p["heldout"],
+            e_sample=p["e_sample"],
+            pool=p.get("pool") or None,
+            label_field=p["label_field"],
+            weak_label_field=p["weak_label_field"],
+            checkpoint=p.get("checkpoint") or None,
+            baselines=p.get("baselines", fodcd.api.BASELINES),
+            epochs=p.get("epochs", 2),
+            lr=p.get("lr", 0.01),
+            replay=p.get("replay", 1.0),
+            run_key=p.get("run_key", "dcd"),
+            work_dir=p.get("work_dir") or None,
+            overwrite=p.get("overwrite", False),
+            progress=_progress(ctx),
+        )
+
+        return {"table": result["table"], "run_key": p.get("run_key", "dcd")}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("table", label="Report")
+        outputs.str("run_key", label="Run key")
+
+        return types.Property(outputs)
+
+
+class ApplyDCD(foo.Operator):
+    @property
+    def config(self):
+        return foo.OperatorConfig(
+            name="apply_dcd",
+            label="DCD: run the whole pipeline",
+            description="Embeds, selects debug-train, fine-tunes, compares "
+            "with baselines and stores the report as a run",
+            allow_delegated_execution=True,
+            allow_immediate_execution=True,
+            default_choice_to_delegated=True,
+            dynamic=True,
+            icon=ICON,
+        )
+
+    def resolve_input(self, ctx):
+        inputs = types.Object()
+        ctx.target_view()
+        _model_inputs(inputs)
+        _view_input(inputs, "e_sample", "E_sample", "e_sample",
+                    "The labelled samples of the error distribution")
+        _label_field(ctx, inputs, "label_field", "Label field",
+                     "ground_truth", "Labels of train, test and E")
+        _label_field(ctx, inputs, "weak_label_field", "Pool weak labels",
+                     "weak_label", "The pool's weak labels")
+        inputs.int("k", default=20, label="k")
+        inputs.enum("label_strategy", list(LABEL_STRATEGIES),
+                    default="weak", label="Label strategy",
+                    view=types.DropdownView())
+        _finetune_inputs(inputs)
+        _run_inputs(inputs)
+
+        return types.Property(inputs, view=types.View(label=self.config.label))
+
+    def execute(self, ctx):
+        p = ctx.params
+        result = ctx.target_view().apply_dcd(
+            p["model"],
+            train=p["train"],
+            test=p["test"],
+            pool=p["pool"],
+            e_sample=p["e_sample"],
+            heldout=p["heldout"],
+            label_field=p["label_field"],
+            weak_label_field=p["weak_label_field"],
+            checkpoint=p.get("checkpoint") or None,
+            k=p.get("k", 20),
+            label_strategy=p.get("label_strategy", "weak"),
+            baselines=p.get("baselines", fodcd.api.BASELINES),
+            epochs=p.get("epochs", 2),
+            lr=p.get("lr", 0.01),
+            replay=p.get("replay", 1.0),
+            run_key=p.get("run_key", "dcd"),
+            work_dir=p.get("work_dir") or None,
+            overwrite=p.get("overwrite", False),
+            progress=_progress(ctx),
+        )
+
+        return {"table": result["table"], "run_key": p.get("run_key", "dcd"),
+                "num_selected": result["num_selected"]}
+
+    def resolve_output(self, ctx):
+        outputs = types.Object()
+        outputs.str("table", label="Report")
+        outputs.str("run_key", label="Run key")
+        outputs.int("num_selected", label="Images selected")
+
+        return types.Property(outputs)
+
+
+OPERATORS = (
+    TrainDCDModel,
+    ComputeDCDEmbeddings,
+    TagDCDErrors,
+    SelectDebugTrain,
+    FinetuneDCD,
+    ApplyDCD,
+)
+
+
+def register(p):
+    for cls in OPERATORS:
+        p.register(cls)

@@ -1,0 +1,148 @@
+"""apply_dcd end to end on a small hand-built dataset of real images, with
+a real database and a model trained for a few steps."""
+import numpy as np
+import pytest
+
+import fiftyone_dcd
+from fiftyone_dcd.naming import RunNames
+from fiftyone_dcd.runs import load_run
+
+
+def brute_force_selection(queries, q_ids, pool, p_ids, k):
+    """For each query its k nearest pool images; a pool image found twice
+    goes to its nearest query."""
+    d = np.linalg.norm(queries[:, None, :].astype(np.float64)
+                       - pool[None, :, :], axis=2)
+    best = {}
+    for qi in range(len(queries)):
+        for pi in np.argsort(d[qi], kind="stable")[:k]:
+            cand = (d[qi, pi], q_ids[qi])
+            if p_ids[pi] not in best or cand < best[p_ids[pi]]:
+                best[p_ids[pi]] = cand
+
+    return best
+
+
+def hand_accuracy(view, pred_field):
+    gt, pred = view.values(["ground_truth.label", pred_field + ".label"])
+    return sum(a == b for a, b in zip(gt, pred)) / len(gt)
+
+
+def test_apply_dcd_selects_brute_force_neighbours(small_dataset,
+                                                  trained_checkpoint,
+                                                  tmp_path):
+    ds = small_dataset
+    net = fiftyone_dcd.build_model("small_cnn", num_classes=10,
+                                   checkpoint=trained_checkpoint)
+    k = 7
+    result = ds.apply_dcd(
+        net, train="train", test="test", pool="pool", e_sample="e_sample",
+        heldout="heldout", true_label_field="true_label", k=k, epochs=1,
+        work_dir=str(tmp_path), run_key="dcd",
+    )
+    names = RunNames("dcd")
+
+    # selection == brute force over the stored embeddings
+    pool = ds.match_tags("pool")
+    e_sample = ds.match_tags("e_sample")
+    p_ids, P = pool.values(["id", names.embeddings])
+    q_ids, Q = e_sample.values(["id", names.embeddings])
+    expected = brute_force_selection(np.array(Q), q_ids, np.array(P), p_ids,
+                                     k)
+    view = ds.load_saved_view(names.debug_train_view)
+    got_ids, dists, queries = view.values(["id", names.distance,
+                                           names.query_id])
+    assert set(got_ids) == set(expected)
+    assert result["num_selected"] == len(expected)
+    for i, d, q in zip(got_ids, dists, queries):
+        assert d == pytest.approx(expected[i][0], rel=1e-5)
+        assert q == expected[i][1]
+
+    assert dists == sorted(dists)
+
+    # weak strategy: assigned label is the weak label
+    weak, assigned = view.values(["weak_label.label",
+                                  names.assigned_label + ".label"])
+    assert weak == assigned
+
+    # accuracies in the report equal those computed from stored predictions
+    rows = {r["method"]: r for r in result["rows"]}
+    before, dcd = rows["before debugging"], rows["DCD (weak)"]
+    test, heldout = ds.match_tags("test"), ds.match_tags("heldout")
+    assert before["test acc"] == pytest.approx(
+        hand_accuracy(test, names.pred_before))
+    assert before["heldout acc"] == pytest.approx(
+        hand_accuracy(heldout, names.pred_before))
+    assert dcd["test acc"] == pytest.approx(
+        hand_accuracy(test, names.pred_after))
+    assert dcd["heldout acc"] == pytest.approx(
+        hand_accuracy(heldout, names.pred_after))
+    assert set(rows) == {"before debugging", "DCD (weak)", "E_sample only",
+                         "E_sample + random pool", "E_sample + all of F"}
+    assert rows["E_sample + random pool"]["images added"] == len(expected)
+
+    truth = view.values("true_label.label")
+    assert result["label_purity"] == pytest.approx(
+        np.mean([a == b for a, b in zip(truth, assigned)]))
+
+    # the run is stored and reads back
+    assert "dcd" in ds.list_runs()
+    config, stored = load_run(ds, "dcd")
+    assert config["k"] == k
+    assert stored["table"] == result["table"]
+    for a, b in zip(stored["rows"], result["rows"]):
+        assert a["method"] == b["method"]
+        assert a["heldout acc"] == pytest.approx(b["heldout acc"])
+
+    # errors tagged where the model under debug was wrong on E
+    e_all = ds.match_tags(["e_sample", "heldout"])
+    gt, pred = e_all.values(["ground_truth.label",
+                             names.pred_before + ".label"])
+    assert len(ds.match_tags(names.error_tag)) == sum(
+        a != b for a, b in zip(gt, pred))
+
+
+def test_query_and_agree_strategies_on_dataset(small_dataset,
+                                               trained_checkpoint):
+    ds = small_dataset
+    fiftyone_dcd.embed(ds, "small_cnn", "dcd_q_embeddings",
+                       checkpoint=trained_checkpoint)
+    pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
+    view = fiftyone_dcd.select_debug_train(
+        pool, e_sample, "dcd_q_embeddings", k=5, label_strategy="query",
+        run_key="dcd_q")
+    names = RunNames("dcd_q")
+    q_label = dict(zip(*e_sample.values(["id", "ground_truth.label"])))
+    qids, assigned = view.values([names.query_id,
+                                  names.assigned_label + ".label"])
+    assert assigned == [q_label[q] for q in qids]
+
+    view = fiftyone_dcd.select_debug_train(
+        pool, e_sample, "dcd_q_embeddings", k=5, label_strategy="agree",
+        run_key="dcd_a")
+    names = RunNames("dcd_a")
+    weak, qids, assigned = view.values(["weak_label.label", names.query_id,
+                                        names.assigned_label + ".label"])
+    assert assigned == weak
+    assert all(w == q_label[q] for w, q in zip(weak, qids))
+    assert 0 < len(view) < 5 * len(e_sample)
+
+
+def test_same_run_key_twice_is_refused_unless_overwrite(small_dataset,
+                                                        trained_checkpoint):
+    ds = small_dataset
+    fiftyone_dcd.embed(ds, "small_cnn", "dcd_embeddings",
+                       checkpoint=trained_checkpoint)
+    pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
+    v1 = fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings",
+                                         k=3)
+    n1 = len(v1)
+    with pytest.raises(ValueError, match="already has"):
+        fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings",
+                                        k=6)
+    assert len(ds.load_saved_view("dcd_debug_train")) == n1
+    v2 = fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings",
+                                         k=6, overwrite=True)
+    assert len(v2) > n1
+    assert len(ds.match_tags("dcd:dcd:debug_train")) == len(v2)
+    assert len(ds.exists("dcd_distance")) == len(v2)

@@ -1,0 +1,96 @@
+"""Selection and labelling against brute-force answers and hand-built
+cases."""
+import numpy as np
+import pytest
+
+from fiftyone_dcd.selection import assign_labels, knn, select_nearest
+
+
+def brute_force(queries, pool, k):
+    d = np.linalg.norm(
+        queries[:, None, :].astype(np.float64) - pool[None, :, :], axis=2
+    )
+    idx = np.argsort(d, axis=1, kind="stable")[:, :k]
+
+    return np.take_along_axis(d, idx, axis=1), idx
+
+
+@pytest.mark.parametrize("block_size", [7, 100, 65536])
+@pytest.mark.parametrize("k", [1, 5, 40])
+def test_knn_matches_brute_force(block_size, k):
+    rng = np.random.default_rng(k + block_size)
+    queries = rng.normal(size=(30, 12)).astype(np.float32)
+    pool = rng.normal(size=(500, 12)).astype(np.float32)
+    d, i = knn(queries, pool, k, block_size=block_size)
+    bd, bi = brute_force(queries, pool, k)
+    np.testing.assert_array_equal(i, bi)
+    np.testing.assert_allclose(d, bd, rtol=1e-6)
+
+
+def test_knn_with_k_beyond_pool_returns_all():
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(6, 3)).astype(np.float32)
+    d, i = knn(pool[:2], pool, 50)
+    assert i.shape == (2, 6)
+    assert i[0, 0] == 0 and i[1, 0] == 1
+    assert d[0, 0] == 0.0
+
+
+def test_knn_leaves_inputs_unchanged():
+    rng = np.random.default_rng(0)
+    q = rng.normal(size=(4, 5)).astype(np.float32)
+    p = rng.normal(size=(20, 5)).astype(np.float32)
+    q0, p0 = q.copy(), p.copy()
+    knn(q, p, 3, block_size=6)
+    np.testing.assert_array_equal(q, q0)
+    np.testing.assert_array_equal(p, p0)
+
+
+def test_select_nearest_dedups_to_nearest_query():
+    # two queries on a line; pool points between them
+    queries = np.array([[0.0], [10.0]], dtype=np.float32)
+    pool = np.array([[1.0], [4.0], [6.0], [9.5], [20.0]], dtype=np.float32)
+    sel = select_nearest(queries, pool, k=3)
+    got = {int(p): (int(q), float(d))
+           for p, q, d in zip(sel.pool_index, sel.query_index, sel.distance)}
+    # query 0 finds 1, 4, 6; query 1 finds 9.5, 6, 4 -> 4 -> q0, 6 -> q1
+    assert got == {0: (0, 1.0), 1: (0, 4.0), 2: (1, 4.0), 3: (1, 0.5)}
+    assert len(set(sel.pool_index.tolist())) == len(sel)
+
+
+def test_select_nearest_threshold_and_budget():
+    queries = np.array([[0.0], [100.0]], dtype=np.float32)
+    pool = np.array([[1.0], [2.0], [3.0], [101.0], [150.0]],
+                    dtype=np.float32)
+    sel = select_nearest(queries, pool, k=3, threshold=2.5)
+    assert sorted(sel.pool_index.tolist()) == [0, 1, 3]
+
+    # budget keeps each query's nearest first: ranks 0 of both queries
+    sel = select_nearest(queries, pool, k=3, budget=2)
+    assert sorted(sel.pool_index.tolist()) == [0, 3]
+    assert sel.rank.tolist() == [0, 0]
+
+    sel = select_nearest(queries, pool, k=3, threshold=0.5)
+    assert len(sel) == 0
+
+
+@pytest.mark.parametrize("bad", [{"k": 0}, {"k": -3}, {"budget": 0}])
+def test_select_nearest_rejects_bad_parameters(bad):
+    q = np.zeros((1, 2), dtype=np.float32)
+    kwargs = {"k": 2, **bad}
+    with pytest.raises(ValueError, match="k must|budget must"):
+        select_nearest(q, q, **kwargs)
+
+
+def test_label_strategies_on_known_case():
+    weak = ["cat", "dog", "dog", "cat"]
+    query = ["cat", "cat", "dog", "dog"]
+    labels, keep = assign_labels("weak", weak, query)
+    assert list(labels) == weak and keep.all()
+    labels, keep = assign_labels("query", weak, query)
+    assert list(labels) == query and keep.all()
+    labels, keep = assign_labels("agree", weak, query)
+    assert keep.tolist() == [True, False, True, False]
+    assert list(labels[keep]) == ["cat", "dog"]
+    with pytest.raises(ValueError, match="Unknown label strategy 'vote'"):
+        assign_labels("vote", weak, query)
