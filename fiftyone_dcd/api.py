@@ -6,6 +6,7 @@ Every function checks its input before it writes anything, and writes only
 the namespaced fields, tags and saved views of its run key (see
 :class:`fiftyone_dcd.naming.RunNames`).
 """
+
 import copy
 import logging
 import os
@@ -92,17 +93,34 @@ def train_model(
     val.check_classes(samples, label_field, classes, "training set")
     net = load_model(model, classes)
     work_dir = work_dir or default_work_dir(dataset, "model")
-    train_classifier(net, [(samples, label_field)], classes, work_dir,
-                     epochs=epochs, lr=lr, batch_size=batch_size,
-                     num_workers=num_workers, seed=seed)
+    train_classifier(
+        net,
+        [(samples, label_field)],
+        classes,
+        work_dir,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        seed=seed,
+    )
     path = save_weights(net, os.path.join(work_dir, "model.pt"))
 
     return net, path
 
 
-def embed(samples, model, embeddings_field, checkpoint=None, classes=None,
-          batch_size=256, num_workers=0, device=None, overwrite=False,
-          progress=None):
+def embed(
+    samples,
+    model,
+    embeddings_field,
+    checkpoint=None,
+    classes=None,
+    batch_size=256,
+    num_workers=0,
+    device=None,
+    overwrite=False,
+    progress=None,
+):
     """Stores penultimate-layer embeddings of ``model`` on ``samples``.
 
     Samples that already have a vector are skipped, so an interrupted run
@@ -119,15 +137,31 @@ def embed(samples, model, embeddings_field, checkpoint=None, classes=None,
 
     net = load_model(model, classes, checkpoint)
 
-    return compute_embeddings(samples, net, embeddings_field,
-                              batch_size=batch_size, num_workers=num_workers,
-                              device=device, skip_existing=not overwrite,
-                              progress=progress)
+    return compute_embeddings(
+        samples,
+        net,
+        embeddings_field,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        skip_existing=not overwrite,
+        progress=progress,
+    )
 
 
-def tag_errors(samples, model, label_field="ground_truth", classes=None,
-               checkpoint=None, run_key="dcd", overwrite=False,
-               batch_size=256, num_workers=0, device=None, progress=None):
+def tag_errors(
+    samples,
+    model,
+    label_field="ground_truth",
+    classes=None,
+    checkpoint=None,
+    run_key="dcd",
+    overwrite=False,
+    batch_size=256,
+    num_workers=0,
+    device=None,
+    progress=None,
+):
     """Predicts ``samples`` with the model under debug, stores the
     predictions in ``<prefix>_pred_before``, and tags the misclassified
     samples ``dcd:<run_key>:error``.
@@ -151,14 +185,22 @@ def tag_errors(samples, model, label_field="ground_truth", classes=None,
     classes = get_classes(dataset, classes, samples, label_field)
     val.check_classes(samples, label_field, classes, "error view")
     net = load_model(model, classes, checkpoint)
-    val.check_free(dataset, overwrite, fields=[names.pred_before],
-                   tags=[names.error_tag])
+    val.check_free(
+        dataset, overwrite, fields=[names.pred_before], tags=[names.error_tag]
+    )
     if overwrite:
         dataset.untag_samples(names.error_tag)
 
-    preds = predict(samples, net, classes, pred_field=names.pred_before,
-                    batch_size=batch_size, num_workers=num_workers,
-                    device=device, progress=progress)
+    preds = predict(
+        samples,
+        net,
+        classes,
+        pred_field=names.pred_before,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        progress=progress,
+    )
 
     return _tag_misclassified(samples, preds, label_field, names.error_tag)
 
@@ -171,8 +213,9 @@ def _tag_misclassified(samples, preds, label_field, tag):
     return len(wrong)
 
 
-def split_e_sample(samples, num_e_sample=100, seed=0, run_key="dcd",
-                   overwrite=False):
+def split_e_sample(
+    samples, num_e_sample=100, seed=0, run_key="dcd", overwrite=False
+):
     """Splits the error samples into E_sample and debug-heldout, tagged
     ``dcd:<run_key>:e_sample`` and ``dcd:<run_key>:heldout``.
 
@@ -205,16 +248,15 @@ def split_e_sample(samples, num_e_sample=100, seed=0, run_key="dcd",
             % (num_e_sample, count, n, n - count)
         )
 
-    val.check_free(dataset, overwrite,
-                   tags=[names.e_sample_tag, names.heldout_tag])
+    val.check_free(
+        dataset, overwrite, tags=[names.e_sample_tag, names.heldout_tag]
+    )
     if overwrite:
         dataset.untag_samples([names.e_sample_tag, names.heldout_tag])
 
     ids = np.array(samples.values("id"))
     perm = np.random.default_rng(seed).permutation(n)
-    dataset.select(ids[perm[:count]].tolist()).tag_samples(
-        names.e_sample_tag
-    )
+    dataset.select(ids[perm[:count]].tolist()).tag_samples(names.e_sample_tag)
     dataset.select(ids[perm[count:]].tolist()).tag_samples(names.heldout_tag)
 
     return (
@@ -282,9 +324,13 @@ def select_debug_train(
         )
 
     out_fields = [names.distance, names.query_id, names.assigned_label]
-    val.check_free(dataset, overwrite, fields=out_fields,
-                   tags=[names.debug_train_tag],
-                   views=[names.debug_train_view])
+    val.check_free(
+        dataset,
+        overwrite,
+        fields=out_fields,
+        tags=[names.debug_train_tag],
+        views=[names.debug_train_view],
+    )
 
     sel = select_nearest(Q, X, k, threshold=threshold, budget=budget)
     weak = dict(zip(*pool.values(["id", weak_label_field + ".label"])))
@@ -345,26 +391,58 @@ def clear_selection(dataset, names):
         dataset.delete_saved_view(names.debug_train_view)
 
 
-def finetune(net, parts, classes, work_dir, epochs=2, lr=0.01,
-             batch_size=128, num_workers=0, seed=0):
+def finetune(
+    net,
+    parts,
+    classes,
+    work_dir,
+    epochs=2,
+    lr=0.01,
+    batch_size=128,
+    num_workers=0,
+    seed=0,
+):
     """Fine-tunes a copy of ``net`` on ``parts``, a list of
     ``(samples, label_field)`` pairs; returns the copy.
     """
     net = copy.deepcopy(net)
 
-    return train_classifier(net, parts, classes, work_dir, epochs=epochs,
-                            lr=lr, batch_size=batch_size,
-                            num_workers=num_workers, seed=seed)
+    return train_classifier(
+        net,
+        parts,
+        classes,
+        work_dir,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        seed=seed,
+    )
 
 
-def evaluate(net, classes, test, heldout, label_field, batch_size=256,
-             num_workers=0, device=None, pred_field=None):
+def evaluate(
+    net,
+    classes,
+    test,
+    heldout,
+    label_field,
+    batch_size=256,
+    num_workers=0,
+    device=None,
+    pred_field=None,
+):
     """Returns ``{"test acc": ..., "heldout acc": ...}`` of ``net``,
     storing its predictions in ``pred_field`` when given.
     """
-    preds = predict(test.concat(heldout), net, classes,
-                    pred_field=pred_field, batch_size=batch_size,
-                    num_workers=num_workers, device=device)
+    preds = predict(
+        test.concat(heldout),
+        net,
+        classes,
+        pred_field=pred_field,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+    )
 
     return {
         "test acc": accuracy(preds, test, label_field),
@@ -375,10 +453,30 @@ def evaluate(net, classes, test, heldout, label_field, batch_size=256,
 BASELINES = ("e_sample", "random", "all_pool")
 
 
-def _compare(net, classes, train, test, heldout, e_sample, debug_train,
-             names, label_field, pool, weak_label_field, baselines, epochs,
-             lr, replay, batch_size, num_workers, seed, work_dir, device,
-             say, predictions=None):
+def _compare(
+    net,
+    classes,
+    train,
+    test,
+    heldout,
+    e_sample,
+    debug_train,
+    names,
+    label_field,
+    pool,
+    weak_label_field,
+    baselines,
+    epochs,
+    lr,
+    replay,
+    batch_size,
+    num_workers,
+    seed,
+    work_dir,
+    device,
+    say,
+    predictions=None,
+):
     """Fine-tunes DCD and the baselines and measures them; returns the
     report rows and timings. ``predictions`` are the model under debug's
     ``{id: label}`` on test and heldout, predicted here when None.
@@ -386,9 +484,16 @@ def _compare(net, classes, train, test, heldout, e_sample, debug_train,
     timings = {"finetune": 0.0, "evaluate": 0.0}
     t = time.time()
     if predictions is None:
-        before = evaluate(net, classes, test, heldout, label_field,
-                          batch_size=2 * batch_size,
-                          num_workers=num_workers, device=device)
+        before = evaluate(
+            net,
+            classes,
+            test,
+            heldout,
+            label_field,
+            batch_size=2 * batch_size,
+            num_workers=num_workers,
+            device=device,
+        )
     else:
         before = {
             "test acc": accuracy(predictions, test, label_field),
@@ -403,37 +508,63 @@ def _compare(net, classes, train, test, heldout, e_sample, debug_train,
 
     num_selected = len(debug_train)
     base = [(replayed, label_field), (e_sample, label_field)]
-    methods = [("DCD", num_selected,
-                base + [(debug_train, names.assigned_label)])]
+    methods = [
+        ("DCD", num_selected, base + [(debug_train, names.assigned_label)])
+    ]
     if "e_sample" in baselines:
         methods.append(("E_sample only", 0, base))
 
     if "random" in baselines:
         rand = pool.take(num_selected, seed=seed)
-        methods.append(("E_sample + random pool", num_selected,
-                        base + [(rand, weak_label_field)]))
+        methods.append(
+            (
+                "E_sample + random pool",
+                num_selected,
+                base + [(rand, weak_label_field)],
+            )
+        )
 
     if "all_pool" in baselines:
-        methods.append(("E_sample + all of F", len(pool),
-                        base + [(pool, weak_label_field)]))
+        methods.append(
+            (
+                "E_sample + all of F",
+                len(pool),
+                base + [(pool, weak_label_field)],
+            )
+        )
 
-    rows = [dict(method="before debugging", **{"images added": 0},
-                 **before)]
+    rows = [dict(method="before debugging", **{"images added": 0}, **before)]
     for n, (method, added, parts) in enumerate(methods):
-        say(0.3 + 0.65 * n / len(methods),
-            "Fine-tuning %d of %d: %s" % (n + 1, len(methods), method))
+        say(
+            0.3 + 0.65 * n / len(methods),
+            "Fine-tuning %d of %d: %s" % (n + 1, len(methods), method),
+        )
         t = time.time()
-        tuned = finetune(net, parts, classes,
-                         os.path.join(work_dir, "method%d" % n),
-                         epochs=epochs, lr=lr, batch_size=batch_size,
-                         num_workers=num_workers, seed=seed)
+        tuned = finetune(
+            net,
+            parts,
+            classes,
+            os.path.join(work_dir, "method%d" % n),
+            epochs=epochs,
+            lr=lr,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+        )
         timings["finetune"] += time.time() - t
         t = time.time()
         is_dcd = n == 0
-        acc = evaluate(tuned, classes, test, heldout, label_field,
-                       batch_size=2 * batch_size, num_workers=num_workers,
-                       device=device,
-                       pred_field=names.pred_after if is_dcd else None)
+        acc = evaluate(
+            tuned,
+            classes,
+            test,
+            heldout,
+            label_field,
+            batch_size=2 * batch_size,
+            num_workers=num_workers,
+            device=device,
+            pred_field=names.pred_after if is_dcd else None,
+        )
         timings["evaluate"] += time.time() - t
         if is_dcd:
             save_weights(tuned, os.path.join(work_dir, "dcd_model.pt"))
@@ -462,9 +593,20 @@ def _describe(model):
     return type(model).__name__
 
 
-def _check_common(dataset, train, test, heldout, e_sample, pool, label_field,
-                  weak_label_field, true_label_field, classes, baselines,
-                  replay):
+def _check_common(
+    dataset,
+    train,
+    test,
+    heldout,
+    e_sample,
+    pool,
+    label_field,
+    weak_label_field,
+    true_label_field,
+    classes,
+    baselines,
+    replay,
+):
     """Resolves and checks the views shared by fine-tuning and
     :func:`apply_dcd`; returns them and the class list.
     """
@@ -490,8 +632,9 @@ def _check_common(dataset, train, test, heldout, e_sample, pool, label_field,
         val.check_label_field(pool, weak_label_field, "pool weak")
         val.check_classes(pool, weak_label_field, classes, "pool")
         if true_label_field is not None:
-            val.check_label_field(pool, true_label_field, "pool true",
-                                  allow_missing=True)
+            val.check_label_field(
+                pool, true_label_field, "pool true", allow_missing=True
+            )
 
     for view, what in ((e_sample, "E_sample"), (heldout, "debug-heldout")):
         if view is not None:
@@ -557,40 +700,98 @@ def finetune_dcd(
     debug_train = val.resolve_view(
         dataset, debug_train or names.debug_train_view, "debug-train set"
     )
-    val.check_label_field(debug_train, names.assigned_label,
-                          "debug-train assigned")
-    train, test, pool, classes = _check_common(
-        dataset, train, test, heldout, e_sample, pool, label_field,
-        weak_label_field, true_label_field, classes, baselines, replay,
+    val.check_label_field(
+        debug_train, names.assigned_label, "debug-train assigned"
     )
-    val.check_classes(debug_train, names.assigned_label, classes,
-                      "debug-train set")
-    val.check_free(dataset, overwrite, run_key=run_key,
-                   fields=[names.pred_after])
+    train, test, pool, classes = _check_common(
+        dataset,
+        train,
+        test,
+        heldout,
+        e_sample,
+        pool,
+        label_field,
+        weak_label_field,
+        true_label_field,
+        classes,
+        baselines,
+        replay,
+    )
+    val.check_classes(
+        debug_train, names.assigned_label, classes, "debug-train set"
+    )
+    val.check_free(
+        dataset, overwrite, run_key=run_key, fields=[names.pred_after]
+    )
     net = load_model(model, classes, checkpoint)
     work_dir = work_dir or default_work_dir(dataset, run_key)
 
     rows, timings = _compare(
-        net, classes, train, test, heldout, e_sample, debug_train, names,
-        label_field, pool, weak_label_field, baselines, epochs, lr, replay,
-        batch_size, num_workers, seed, work_dir, device, say,
+        net,
+        classes,
+        train,
+        test,
+        heldout,
+        e_sample,
+        debug_train,
+        names,
+        label_field,
+        pool,
+        weak_label_field,
+        baselines,
+        epochs,
+        lr,
+        replay,
+        batch_size,
+        num_workers,
+        seed,
+        work_dir,
+        device,
+        say,
     )
     config = dict(
-        method="dcd", model=_describe(model), checkpoint=checkpoint,
-        label_field=label_field, weak_label_field=weak_label_field,
-        classes=classes, epochs=epochs, lr=lr, replay=replay, seed=seed,
-        work_dir=work_dir, debug_train_view=names.debug_train_view,
-        fields=names.fields, tags=names.tags,
+        method="dcd",
+        model=_describe(model),
+        checkpoint=checkpoint,
+        label_field=label_field,
+        weak_label_field=weak_label_field,
+        classes=classes,
+        epochs=epochs,
+        lr=lr,
+        replay=replay,
+        seed=seed,
+        work_dir=work_dir,
+        debug_train_view=names.debug_train_view,
+        fields=names.fields,
+        tags=names.tags,
     )
-    result = _finish(dataset, names, rows, timings, debug_train,
-                     true_label_field, config, overwrite, t_start)
+    result = _finish(
+        dataset,
+        names,
+        rows,
+        timings,
+        debug_train,
+        true_label_field,
+        config,
+        overwrite,
+        t_start,
+    )
     say(1.0, "Done")
 
     return result
 
 
-def _finish(dataset, names, rows, timings, debug_train, true_label_field,
-            config, overwrite, t_start):
+def _finish(
+    dataset,
+    names,
+    rows,
+    timings,
+    debug_train,
+    true_label_field,
+    config,
+    overwrite,
+    t_start,
+):
     result = {
         "rows": rows,
         "table": format_table(rows, REPORT_COLUMNS),
@@ -599,8 +800,9 @@ def _finish(dataset, names, rows, timings, debug_train, true_label_field,
         "config": config,
     }
     if true_label_field is not None:
-        result["label_purity"] = _selection_purity(debug_train, names,
-                                                   true_label_field)
+        result["label_purity"] = _selection_purity(
+            debug_train, names, true_label_field
+        )
 
     timings["total"] = time.time() - t_start
     save_run(dataset, names.run_key, config, result, overwrite=overwrite)
@@ -690,8 +892,9 @@ def apply_dcd(
             ``default_classes``, else the labels of ``train``
         checkpoint (None): a state dict file to load into ``model``
         embeddings_model (None): the model whose penultimate layer finds
-            neighbours (e.g. ``"vit_small_patch16_224.dino"``); by default
-            the model under debug
+            neighbours (e.g. ``"vit_small_patch16_224.dino"``, with its
+            pretrained hub weights unless ``embeddings_checkpoint`` is
+            given); by default the model under debug
         embeddings_checkpoint (None): a state dict for ``embeddings_model``
         embeddings_field (None): an existing vector field of embeddings to
             select with; by default ``<prefix>_embeddings`` is computed
@@ -731,10 +934,10 @@ def apply_dcd(
     say = progress or (lambda fraction, label: None)
 
     # -- every check before anything is written --
-    e_sample = val.resolve_view(dataset, e_sample, "E_sample",
-                                allow_none=True)
-    heldout = val.resolve_view(dataset, heldout, "debug-heldout set",
-                               allow_none=True)
+    e_sample = val.resolve_view(dataset, e_sample, "E_sample", allow_none=True)
+    heldout = val.resolve_view(
+        dataset, heldout, "debug-heldout set", allow_none=True
+    )
     errors = val.resolve_view(dataset, errors, "error set", allow_none=True)
     if e_sample is None or heldout is None:
         if errors is None:
@@ -746,8 +949,18 @@ def apply_dcd(
         e_sample = heldout = None
 
     train, test, pool, classes = _check_common(
-        dataset, train, test, heldout, e_sample, pool, label_field,
-        weak_label_field, true_label_field, classes, baselines, replay,
+        dataset,
+        train,
+        test,
+        heldout,
+        e_sample,
+        pool,
+        label_field,
+        weak_label_field,
+        true_label_field,
+        classes,
+        baselines,
+        replay,
     )
     if errors is not None:
         val.check_classes(errors, label_field, classes, "error set")
@@ -760,25 +973,44 @@ def apply_dcd(
     if user_embeddings:
         val.check_vector_field(dataset, embeddings_field)
 
-    written = [f for f in names.fields
-               if f != names.embeddings or not user_embeddings]
-    val.check_free(dataset, overwrite, run_key=run_key, fields=written,
-                   tags=names.tags, views=[names.debug_train_view])
+    written = [
+        f for f in names.fields if f != names.embeddings or not user_embeddings
+    ]
+    val.check_free(
+        dataset,
+        overwrite,
+        run_key=run_key,
+        fields=written,
+        tags=names.tags,
+        views=[names.debug_train_view],
+    )
 
     net = load_model(model, classes, checkpoint)
     embed_net = net
     if embeddings_model is not None:
-        embed_net = load_model(embeddings_model, None, embeddings_checkpoint)
+        # a feature model named without a checkpoint comes with its
+        # pretrained weights (timm / torchvision hubs)
+        embed_net = load_model(
+            embeddings_model,
+            None,
+            embeddings_checkpoint,
+            pretrained=isinstance(embeddings_model, str)
+            and embeddings_checkpoint is None,
+        )
 
     # -- from here on, the dataset changes --
     if overwrite:
-        clear_run(dataset, names,
-                  keep_fields=[embeddings_field] if user_embeddings else [])
+        clear_run(
+            dataset,
+            names,
+            keep_fields=[embeddings_field] if user_embeddings else [],
+        )
 
     work_dir = work_dir or default_work_dir(dataset, run_key)
     if e_sample is None:
-        e_sample, heldout = split_e_sample(errors, num_e_sample, seed=seed,
-                                           run_key=run_key)
+        e_sample, heldout = split_e_sample(
+            errors, num_e_sample, seed=seed, run_key=run_key
+        )
     else:
         e_sample.tag_samples(names.e_sample_tag)
         heldout.tag_samples(names.heldout_tag)
@@ -786,49 +1018,108 @@ def apply_dcd(
     timings = {}
     say(0.05, "Embedding pool and E_sample")
     t = time.time()
-    compute_embeddings(pool.concat(e_sample), embed_net, embeddings_field,
-                       batch_size=2 * batch_size, num_workers=num_workers,
-                       device=device, skip_existing=True)
+    compute_embeddings(
+        pool.concat(e_sample),
+        embed_net,
+        embeddings_field,
+        batch_size=2 * batch_size,
+        num_workers=num_workers,
+        device=device,
+        skip_existing=True,
+    )
     timings["embed"] = time.time() - t
 
     say(0.15, "Predicting with the model under debug")
     t = time.time()
-    preds = predict(test.concat(heldout).concat(e_sample), net, classes,
-                    pred_field=names.pred_before, batch_size=2 * batch_size,
-                    num_workers=num_workers, device=device)
-    _tag_misclassified(heldout.concat(e_sample), preds, label_field,
-                       names.error_tag)
+    preds = predict(
+        test.concat(heldout).concat(e_sample),
+        net,
+        classes,
+        pred_field=names.pred_before,
+        batch_size=2 * batch_size,
+        num_workers=num_workers,
+        device=device,
+    )
+    _tag_misclassified(
+        heldout.concat(e_sample), preds, label_field, names.error_tag
+    )
     timings["predict"] = time.time() - t
 
     say(0.25, "Selecting debug-train")
     t = time.time()
     debug_train = select_debug_train(
-        pool, e_sample, embeddings_field, label_field=label_field,
-        weak_label_field=weak_label_field, k=k, threshold=threshold,
-        budget=budget, label_strategy=label_strategy, run_key=run_key,
+        pool,
+        e_sample,
+        embeddings_field,
+        label_field=label_field,
+        weak_label_field=weak_label_field,
+        k=k,
+        threshold=threshold,
+        budget=budget,
+        label_strategy=label_strategy,
+        run_key=run_key,
     )
     timings["select"] = time.time() - t
 
     rows, more = _compare(
-        net, classes, train, test, heldout, e_sample, debug_train, names,
-        label_field, pool, weak_label_field, baselines, epochs, lr, replay,
-        batch_size, num_workers, seed, work_dir, device, say,
+        net,
+        classes,
+        train,
+        test,
+        heldout,
+        e_sample,
+        debug_train,
+        names,
+        label_field,
+        pool,
+        weak_label_field,
+        baselines,
+        epochs,
+        lr,
+        replay,
+        batch_size,
+        num_workers,
+        seed,
+        work_dir,
+        device,
+        say,
         predictions=preds,
     )
     rows[1]["method"] = "DCD (%s)" % label_strategy
     timings.update(more)
     config = dict(
-        method="dcd", model=_describe(model), checkpoint=checkpoint,
+        method="dcd",
+        model=_describe(model),
+        checkpoint=checkpoint,
         embeddings_model=_describe(embeddings_model),
-        embeddings_field=embeddings_field, label_field=label_field,
-        weak_label_field=weak_label_field, classes=classes, k=k,
-        threshold=threshold, budget=budget, label_strategy=label_strategy,
-        epochs=epochs, lr=lr, replay=replay, seed=seed, work_dir=work_dir,
-        fields=written, tags=names.tags,
+        embeddings_field=embeddings_field,
+        label_field=label_field,
+        weak_label_field=weak_label_field,
+        classes=classes,
+        k=k,
+        threshold=threshold,
+        budget=budget,
+        label_strategy=label_strategy,
+        epochs=epochs,
+        lr=lr,
+        replay=replay,
+        seed=seed,
+        work_dir=work_dir,
+        fields=written,
+        tags=names.tags,
         debug_train_view=names.debug_train_view,
     )
-    result = _finish(dataset, names, rows, timings, debug_train,
-                     true_label_field, config, overwrite, t_start)
+    result = _finish(
+        dataset,
+        names,
+        rows,
+        timings,
+        debug_train,
+        true_label_field,
+        config,
+        overwrite,
+        t_start,
+    )
     say(1.0, "Done")
 
     return result

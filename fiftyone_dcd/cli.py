@@ -2,6 +2,7 @@
 The ``fiftyone-dcd`` command: ``doctor`` checks the database, ``demo`` runs
 the Fashion-MNIST demo.
 """
+
 import argparse
 import json
 import logging
@@ -14,14 +15,16 @@ def _doctor(args):
 
     problem = database.diagnose()
     if problem and args.fix and not os.environ.get("FIFTYONE_DATABASE_URI"):
-        print("mongod cannot run; installing %s"
-              % database.OPENSSL3_DB_PACKAGE)
+        print(
+            "mongod cannot run; installing %s" % database.OPENSSL3_DB_PACKAGE
+        )
         remaining = database.fix_mongod()
         problem = database.diagnose() if remaining is None else remaining
 
     if problem:
-        print("FiftyOne's database will not start: %s" % problem,
-              file=sys.stderr)
+        print(
+            "FiftyOne's database will not start: %s" % problem, file=sys.stderr
+        )
         return 1
 
     where = os.environ.get("FIFTYONE_DATABASE_URI") or database.find_mongod()
@@ -32,8 +35,9 @@ def _doctor(args):
 
 def _demo(args):
     os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
-    logging.basicConfig(level=logging.INFO,
-                        format="%(asctime)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s: %(message)s"
+    )
     for name in ("eta", "fiftyone", "matplotlib"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
@@ -70,8 +74,12 @@ def _demo(args):
     print(format_result(result))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({k: v for k, v in result.items() if k != "config"}, f,
-                      indent=2, default=str)
+            json.dump(
+                {k: v for k, v in result.items() if k != "config"},
+                f,
+                indent=2,
+                default=str,
+            )
 
     return 0
 
@@ -84,36 +92,52 @@ def main(argv=None):
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("doctor", help="check that FiftyOne's database starts")
-    p.add_argument("--fix", action="store_true",
-                   help="install a mongod that runs here if the current "
-                   "one cannot")
+    p.add_argument(
+        "--fix",
+        action="store_true",
+        help="install a mongod that runs here if the current " "one cannot",
+    )
     p.set_defaults(func=_doctor)
 
     p = sub.add_parser("demo", help="run DCD on Fashion-MNIST")
-    p.add_argument("--name", default="dcd-fashion-mnist",
-                   help="the dataset name (default: %(default)s)")
-    p.add_argument("--data-dir", default=None,
-                   help="a folder with the Fashion-MNIST IDX files")
-    p.add_argument("--cache-dir", default=None,
-                   help="where downloads and images are kept "
-                   "(default: ~/.cache/fiftyone-dcd)")
+    p.add_argument(
+        "--name",
+        default="dcd-fashion-mnist",
+        help="the dataset name (default: %(default)s)",
+    )
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="a folder with the Fashion-MNIST IDX files",
+    )
+    p.add_argument(
+        "--cache-dir",
+        default=None,
+        help="where downloads and images are kept "
+        "(default: ~/.cache/fiftyone-dcd)",
+    )
     p.add_argument("--seed", type=int, default=51)
     p.add_argument("--pool-size", type=int, default=30000)
-    p.add_argument("--noise", default="symmetric",
-                   choices=["symmetric", "pair_flip"])
+    p.add_argument(
+        "--noise", default="symmetric", choices=["symmetric", "pair_flip"]
+    )
     p.add_argument("--noise-rate", type=float, default=0.4)
-    p.add_argument("--shift", default="invert",
-                   help="the deployment shift (default: %(default)s)")
+    p.add_argument(
+        "--shift",
+        default="invert",
+        help="the deployment shift (default: %(default)s)",
+    )
     p.add_argument("--num-e-sample", type=int, default=100)
     p.add_argument("--k", type=int, default=20)
-    p.add_argument("--label-strategy", default="weak",
-                   choices=["weak", "query", "agree"])
+    p.add_argument(
+        "--label-strategy", default="weak", choices=["weak", "query", "agree"]
+    )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--num-workers", type=int, default=1)
-    p.add_argument("--json", default=None,
-                   help="also write the result to this JSON file")
-    p.add_argument("--quiet", action="store_true",
-                   help="hide progress bars")
+    p.add_argument(
+        "--json", default=None, help="also write the result to this JSON file"
+    )
+    p.add_argument("--quiet", action="store_true", help="hide progress bars")
     p.set_defaults(func=_demo)
 
     args = parser.parse_args(argv)

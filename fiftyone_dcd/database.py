@@ -4,6 +4,7 @@ Checks that FiftyOne's database can start, and says what to do when not.
 FiftyOne reports a mongod that cannot run only as "failed to bind to port";
 these checks run the binary first so that the real cause reaches the user.
 """
+
 import importlib
 import logging
 import os

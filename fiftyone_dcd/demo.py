@@ -2,15 +2,15 @@
 The Fashion-MNIST demo: builds the scenario, trains the model under debug,
 runs DCD and the baselines, and prints the table.
 """
+
 import logging
 import os
 import time
 
 import numpy as np
 
-import fiftyone as fo
-
-from fiftyone_dcd.api import apply_dcd, default_work_dir, train_model
+import fiftyone_dcd  # noqa: F401 (adds apply_dcd to datasets)
+from fiftyone_dcd.api import default_work_dir, train_model
 from fiftyone_dcd.data.scenario import build_fashion_mnist_scenario
 from fiftyone_dcd.database import ensure_database
 from fiftyone_dcd.models import build_model
@@ -39,23 +39,39 @@ def run_demo(
     ensure_database()
     t0 = time.time()
     dataset = build_fashion_mnist_scenario(
-        name=name, data_dir=data_dir, cache_dir=cache_dir, seed=seed,
-        overwrite=True, **(scenario_kwargs or {})
+        name=name,
+        data_dir=data_dir,
+        cache_dir=cache_dir,
+        seed=seed,
+        overwrite=True,
+        **(scenario_kwargs or {}),
     )
-    logger.info("Scenario ready in %.1fs: %s", time.time() - t0,
-                dataset.count_sample_tags())
+    logger.info(
+        "Scenario ready in %.1fs: %s",
+        time.time() - t0,
+        dataset.count_sample_tags(),
+    )
 
     # the model under debug is trained once per scenario and reused
     model_dir = default_work_dir(dataset, "model_under_debug")
     checkpoint = os.path.join(model_dir, "model.pt")
     if not os.path.isfile(checkpoint):
-        train_model(dataset.match_tags("train"), "ground_truth",
-                    model="small_cnn", work_dir=model_dir,
-                    epochs=train_epochs, lr=0.05, num_workers=num_workers,
-                    seed=seed)
+        train_model(
+            dataset.match_tags("train"),
+            "ground_truth",
+            model="small_cnn",
+            work_dir=model_dir,
+            epochs=train_epochs,
+            lr=0.05,
+            num_workers=num_workers,
+            seed=seed,
+        )
 
-    net = build_model("small_cnn", num_classes=len(dataset.default_classes),
-                      checkpoint=checkpoint)
+    net = build_model(
+        "small_cnn",
+        num_classes=len(dataset.default_classes),
+        checkpoint=checkpoint,
+    )
     result = dataset.apply_dcd(
         net,
         train="train",
@@ -91,16 +107,21 @@ def format_result(result):
         "",
         "debug-train: %d images; %.1f%% from the deployment shift, %.1f%% "
         "with a correct assigned label"
-        % (result["num_selected"], 100 * result["shift_purity"],
-           100 * result.get("label_purity", float("nan"))),
+        % (
+            result["num_selected"],
+            100 * result["shift_purity"],
+            100 * result.get("label_purity", float("nan")),
+        ),
     ]
     rand = rows.get("E_sample + random pool")
     if rand is not None:
         lines.append(
             "DCD vs same-size random selection on debug-heldout: %+.2f "
             "points; DCD test change: %+.2f points"
-            % (100 * (dcd["heldout acc"] - rand["heldout acc"]),
-               100 * dcd["test change"])
+            % (
+                100 * (dcd["heldout acc"] - rand["heldout acc"]),
+                100 * dcd["test change"],
+            )
         )
 
     lines.append("total time: %.0fs" % result["elapsed"])

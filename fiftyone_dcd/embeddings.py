@@ -1,6 +1,7 @@
 """
 Penultimate-layer embeddings stored on samples.
 """
+
 import logging
 
 import numpy as np
@@ -12,9 +13,16 @@ from fiftyone_dcd.inference import run_inference
 logger = logging.getLogger(__name__)
 
 
-def compute_embeddings(samples, net, embeddings_field, batch_size=256,
-                       num_workers=0, device=None, skip_existing=True,
-                       progress=None):
+def compute_embeddings(
+    samples,
+    net,
+    embeddings_field,
+    batch_size=256,
+    num_workers=0,
+    device=None,
+    skip_existing=True,
+    progress=None,
+):
     """Computes the penultimate-layer embeddings of ``net`` on ``samples``
     and stores them in the ``VectorField`` ``embeddings_field``.
 
@@ -46,9 +54,15 @@ def compute_embeddings(samples, net, embeddings_field, batch_size=256,
     if len(todo) == 0:
         return 0
 
-    result = run_inference(net, todo, batch_size=batch_size,
-                           num_workers=num_workers, device=device,
-                           logits=False, progress=progress)
+    result = run_inference(
+        net,
+        todo,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        logits=False,
+        progress=progress,
+    )
     values = dict(zip(result["ids"], result["features"]))
     dataset.set_values(embeddings_field, values, key_field="id")
 

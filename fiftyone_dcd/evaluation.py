@@ -1,6 +1,7 @@
 """
 Predictions, accuracy and the report table.
 """
+
 import numpy as np
 from scipy.special import softmax
 from tabulate import tabulate
@@ -10,8 +11,16 @@ import fiftyone as fo
 from fiftyone_dcd.inference import run_inference
 
 
-def predict(samples, net, classes, pred_field=None, batch_size=256,
-            num_workers=0, device=None, progress=None):
+def predict(
+    samples,
+    net,
+    classes,
+    pred_field=None,
+    batch_size=256,
+    num_workers=0,
+    device=None,
+    progress=None,
+):
     """Predicts ``samples`` with ``net``.
 
     Args:
@@ -24,9 +33,15 @@ def predict(samples, net, classes, pred_field=None, batch_size=256,
     Returns:
         a dict mapping sample ids to predicted labels
     """
-    result = run_inference(net, samples, batch_size=batch_size,
-                           num_workers=num_workers, device=device,
-                           features=False, progress=progress)
+    result = run_inference(
+        net,
+        samples,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        features=False,
+        progress=progress,
+    )
     logits = result["logits"]
     top = logits.argmax(axis=1) if len(logits) else np.zeros(0, dtype=int)
     labels = [classes[i] for i in top]
@@ -58,6 +73,7 @@ def format_table(rows, columns):
     """Formats a list of dicts as a text table with the given columns;
     accuracies (floats in [0, 1]) are shown in percent.
     """
+
     def fmt(v):
         if isinstance(v, float):
             return "%.2f" % (100 * v) if v == v else "-"

@@ -1,6 +1,7 @@
 """
 Batched inference: penultimate features and logits of a model over a view.
 """
+
 import logging
 
 import numpy as np
@@ -14,8 +15,16 @@ from fiftyone_dcd.models import default_device, forward_both, get_preprocess
 logger = logging.getLogger(__name__)
 
 
-def run_inference(net, samples, batch_size=256, num_workers=0, device=None,
-                  features=True, logits=True, progress=None):
+def run_inference(
+    net,
+    samples,
+    batch_size=256,
+    num_workers=0,
+    device=None,
+    features=True,
+    logits=True,
+    progress=None,
+):
     """Runs ``net`` in eval mode over ``samples``.
 
     Args:
@@ -36,8 +45,12 @@ def run_inference(net, samples, batch_size=256, num_workers=0, device=None,
     """
     device = torch.device(device) if device is not None else default_device()
     net = net.to(device).eval()
-    loader = make_loader([(samples, None)], get_preprocess(net),
-                         batch_size=batch_size, num_workers=num_workers)
+    loader = make_loader(
+        [(samples, None)],
+        get_preprocess(net),
+        batch_size=batch_size,
+        num_workers=num_workers,
+    )
     total = len(samples)
     ids, feats, outs = [], [], []
     done = 0

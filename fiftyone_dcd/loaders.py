@@ -1,6 +1,7 @@
 """
 PyTorch data loading from FiftyOne views, through ``to_torch``.
 """
+
 import logging
 
 import numpy as np
@@ -26,8 +27,9 @@ class ImageGetItem(fout.GetItem):
         augment (False): whether to flip images left-right at random
     """
 
-    def __init__(self, preprocess, label_field=None, classes=None,
-                 augment=False):
+    def __init__(
+        self, preprocess, label_field=None, classes=None, augment=False
+    ):
         self.label_field = label_field
         self.preprocess = dict(preprocess)
         self.class_to_idx = (
@@ -50,8 +52,11 @@ class ImageGetItem(fout.GetItem):
 
     def __call__(self, d):
         item = {
-            "inputs": load_image(d["filepath"], self.preprocess,
-                                 flip=self.augment and torch.rand(1).item() < 0.5),
+            "inputs": load_image(
+                d["filepath"],
+                self.preprocess,
+                flip=self.augment and torch.rand(1).item() < 0.5,
+            ),
             "ids": d["id"],
         }
         if self.label_field is not None:
@@ -85,20 +90,30 @@ def load_image(filepath, preprocess, flip=False):
     return torch.from_numpy(np.ascontiguousarray((x - mean) / std))
 
 
-def to_torch_dataset(samples, preprocess, label_field=None, classes=None,
-                     augment=False):
+def to_torch_dataset(
+    samples, preprocess, label_field=None, classes=None, augment=False
+):
     """Returns ``samples.to_torch(...)`` of :class:`ImageGetItem` items,
     with field values loaded up front so that workers never query the
     database.
     """
-    get_item = ImageGetItem(preprocess, label_field=label_field,
-                            classes=classes, augment=augment)
+    get_item = ImageGetItem(
+        preprocess, label_field=label_field, classes=classes, augment=augment
+    )
 
     return samples.to_torch(get_item, vectorize=True)
 
 
-def make_loader(parts, preprocess, classes=None, batch_size=256,
-                num_workers=0, shuffle=False, augment=False, seed=0):
+def make_loader(
+    parts,
+    preprocess,
+    classes=None,
+    batch_size=256,
+    num_workers=0,
+    shuffle=False,
+    augment=False,
+    seed=0,
+):
     """Builds a ``DataLoader`` over one or more ``(samples, label_field)``
     parts, concatenated in order.
 
@@ -118,8 +133,13 @@ def make_loader(parts, preprocess, classes=None, batch_size=256,
         and, for labelled parts, ``labels``
     """
     datasets = [
-        to_torch_dataset(samples, preprocess, label_field=field,
-                         classes=classes, augment=augment)
+        to_torch_dataset(
+            samples,
+            preprocess,
+            label_field=field,
+            classes=classes,
+            augment=augment,
+        )
         for samples, field in parts
         if len(samples) > 0
     ]

@@ -7,6 +7,7 @@ A model is given as an ``nn.Module``, a timm model name
 (``"torchvision:resnet18"``), or ``"small_cnn"``, this package's network for
 small grayscale images.
 """
+
 import logging
 import os
 
@@ -148,8 +149,18 @@ def _build_timm(name, num_classes, pretrained, in_chans):
         )
 
     logger.info("Creating timm model %s (pretrained=%s)", name, pretrained)
+    try:
+        return timm.create_model(name, pretrained=pretrained, **kwargs)
+    except (OSError, RuntimeError) as e:
+        if not pretrained:
+            raise
 
-    return timm.create_model(name, pretrained=pretrained, **kwargs)
+        # hub downloads fail offline; a local state dict works everywhere
+        raise ValueError(
+            "Could not load the pretrained weights of timm model %r (%s). "
+            "Offline, save them elsewhere with timm and pass the file as "
+            "the checkpoint" % (name, str(e).splitlines()[0][:200])
+        ) from e
 
 
 def _build_torchvision(name, num_classes, pretrained):
@@ -229,7 +240,11 @@ def load_checkpoint(net, path):
         raise ValueError(
             "Checkpoint %s does not fit the %s model: %s. Pass the "
             "architecture and num_classes it was saved from"
-            % (path, type(net).__name__, str(e).splitlines()[1:3])
+            % (
+                path,
+                type(net).__name__,
+                "; ".join(l.strip() for l in str(e).splitlines()[1:3]),
+            )
         ) from e
 
     return net

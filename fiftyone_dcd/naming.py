@@ -4,6 +4,7 @@ Names of the fields, tags and saved views that a DCD run writes.
 Everything a run writes is namespaced: fields start with ``dcd_``, tags with
 ``dcd:``, so that a user's own fields and tags are never touched.
 """
+
 import re
 
 _RUN_KEY = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
@@ -14,8 +15,7 @@ def check_run_key(run_key):
     if not isinstance(run_key, str) or not _RUN_KEY.match(run_key):
         raise ValueError(
             "Run key %r is invalid; use letters, digits and underscores, "
-            "starting with a letter (e.g. 'dcd' or 'night_shots')"
-            % (run_key,)
+            "starting with a letter (e.g. 'dcd' or 'night_shots')" % (run_key,)
         )
 
     return run_key

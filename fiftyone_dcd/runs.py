@@ -1,6 +1,7 @@
 """
 Storing DCD results as FiftyOne runs, and removing what a run wrote.
 """
+
 import json
 
 import numpy as np

@@ -5,6 +5,7 @@ the labelling strategies for what is selected.
 Everything here works on arrays; :mod:`fiftyone_dcd.api` connects it to
 datasets.
 """
+
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
@@ -63,9 +64,7 @@ def knn(
         cand_i = np.concatenate(
             [
                 best_i,
-                np.broadcast_to(
-                    np.arange(start, start + len(block)), d.shape
-                ),
+                np.broadcast_to(np.arange(start, start + len(block)), d.shape),
             ],
             axis=1,
         )
@@ -141,8 +140,7 @@ def select_nearest(
 
     if budget is not None and int(budget) < 1:
         raise ValueError(
-            "budget must be at least 1 or None (no budget), got %r"
-            % (budget,)
+            "budget must be at least 1 or None (no budget), got %r" % (budget,)
         )
 
     dist, idx = knn(queries, pool, k, block_size=block_size)

@@ -1,6 +1,7 @@
 """
 Training and fine-tuning classifiers with an mmengine ``Runner``.
 """
+
 import logging
 import os
 import uuid
@@ -102,7 +103,9 @@ def train_classifier(
             eta_min=lr * 0.01,
         ),
         default_hooks=dict(
-            checkpoint=dict(type="CheckpointHook", interval=1, max_keep_ckpts=2),
+            checkpoint=dict(
+                type="CheckpointHook", interval=1, max_keep_ckpts=2
+            ),
             logger=dict(type="LoggerHook", interval=50),
         ),
         randomness=dict(seed=seed),

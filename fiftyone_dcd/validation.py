@@ -1,6 +1,7 @@
 """
 Checks of user input, run before anything is written.
 """
+
 import fiftyone as fo
 import fiftyone.core.collections as foc
 import fiftyone.core.media as fom
@@ -39,15 +40,14 @@ def resolve_view(dataset, spec, what, allow_none=False):
                 raise ValueError(
                     "No samples of '%s' are tagged '%s' and no saved view "
                     "has that name, so the %s is empty; tag the %s "
-                    "samples or pass a view" % (dataset.name, spec, what,
-                                                what)
+                    "samples or pass a view" % (dataset.name, spec, what, what)
                 )
     elif isinstance(spec, foc.SampleCollection):
         if spec._dataset.name != dataset.name:
             raise ValueError(
                 "The %s is a view of dataset '%s', not of '%s'; pass a "
-                "view of '%s'" % (what, spec._dataset.name, dataset.name,
-                                  dataset.name)
+                "view of '%s'"
+                % (what, spec._dataset.name, dataset.name, dataset.name)
             )
 
         view = spec
@@ -84,8 +84,8 @@ def check_label_field(samples, field, what, allow_missing=False):
     if not dataset.has_sample_field(field):
         raise ValueError(
             "Dataset '%s' has no field '%s' (the %s labels); its fields "
-            "are %s" % (dataset.name, field, what,
-                        sorted(dataset.get_field_schema()))
+            "are %s"
+            % (dataset.name, field, what, sorted(dataset.get_field_schema()))
         )
 
     ftype = dataset.get_field(field)
@@ -93,9 +93,16 @@ def check_label_field(samples, field, what, allow_missing=False):
     if doc_type is not fo.Classification:
         raise ValueError(
             "Field '%s' (the %s labels) is a %s; it must hold "
-            "fo.Classification labels" % (field, what, type(ftype).__name__
-                                         if doc_type is None
-                                         else doc_type.__name__)
+            "fo.Classification labels"
+            % (
+                field,
+                what,
+                (
+                    type(ftype).__name__
+                    if doc_type is None
+                    else doc_type.__name__
+                ),
+            )
         )
 
     if allow_missing:
@@ -117,8 +124,11 @@ def check_vector_field(dataset, field):
         raise ValueError(
             "Dataset '%s' has no field '%s' (the embeddings); compute them "
             "first, or name a vector field among %s"
-            % (dataset.name, field,
-               sorted(dataset.get_field_schema(ftype=fo.VectorField)))
+            % (
+                dataset.name,
+                field,
+                sorted(dataset.get_field_schema(ftype=fo.VectorField)),
+            )
         )
 
     ftype = dataset.get_field(field)
@@ -180,8 +190,7 @@ def check_selection_params(k, threshold, budget, label_strategy):
         )
 
 
-def check_free(dataset, overwrite, run_key=None, fields=(), tags=(),
-               views=()):
+def check_free(dataset, overwrite, run_key=None, fields=(), tags=(), views=()):
     """Raises ``ValueError`` if a run key, fields, tags or saved views that
     a step would write already exist and ``overwrite`` is False.
     """

@@ -4,6 +4,7 @@ FiftyOne operators of fiftyone-dcd: thin forms over :mod:`fiftyone_dcd`.
 Each operator reads its form, calls one library function, and returns what
 it wrote; every check and all the logic live in the library.
 """
+
 import os
 import sys
 
@@ -20,8 +21,25 @@ except ImportError:
 
 from fiftyone_dcd.selection import LABEL_STRATEGIES
 
-
 ICON = "/plugin_manifest/dcd.svg"
+
+
+def _config(name, label, description, **kwargs):
+    # every DCD operator may run in the App or as a delegated operation
+    return foo.OperatorConfig(
+        name=name,
+        label=label,
+        description=description,
+        allow_delegated_execution=True,
+        allow_immediate_execution=True,
+        dynamic=True,
+        icon=ICON,
+        **kwargs,
+    )
+
+
+def _form(operator, inputs):
+    return types.Property(inputs, view=types.View(label=operator.config.label))
 
 
 def _fields_of(ctx, doc_type=None, vector=False):
@@ -41,8 +59,9 @@ def _fields_of(ctx, doc_type=None, vector=False):
     )
 
 
-def _label_field(ctx, inputs, name, label, default, description,
-                 required=True):
+def _label_field(
+    ctx, inputs, name, label, default, description, required=True
+):
     import fiftyone as fo
 
     choices = _fields_of(ctx, fo.Classification)
@@ -57,8 +76,13 @@ def _label_field(ctx, inputs, name, label, default, description,
             view=types.DropdownView(),
         )
     else:
-        inputs.str(name, default=default, required=required, label=label,
-                   description=description)
+        inputs.str(
+            name,
+            default=default,
+            required=required,
+            label=label,
+            description=description,
+        )
 
 
 def _model_inputs(inputs, prefix=""):
@@ -80,17 +104,30 @@ def _model_inputs(inputs, prefix=""):
 
 
 def _view_input(inputs, name, label, default, description, required=True):
-    inputs.str(name, default=default, required=required, label=label,
-               description="A sample tag or saved view name. " + description)
+    inputs.str(
+        name,
+        default=default,
+        required=required,
+        label=label,
+        description="A sample tag or saved view name. " + description,
+    )
 
 
 def _run_inputs(inputs):
-    inputs.str("run_key", default="dcd", required=False, label="Run key",
-               description="Namespaces the fields (dcd_...), tags "
-               "(dcd:<run_key>:...) and run this writes")
-    inputs.bool("overwrite", default=False, label="Overwrite",
-                description="Replace what an earlier run with this key "
-                "wrote")
+    inputs.str(
+        "run_key",
+        default="dcd",
+        required=False,
+        label="Run key",
+        description="Namespaces the fields (dcd_...), tags "
+        "(dcd:<run_key>:...) and run this writes",
+    )
+    inputs.bool(
+        "overwrite",
+        default=False,
+        label="Overwrite",
+        description="Replace what an earlier run with this key " "wrote",
+    )
 
 
 def _progress(ctx):
@@ -102,8 +139,9 @@ def _progress(ctx):
 
 def _count_progress(ctx):
     def progress(done, total):
-        ctx.set_progress(progress=done / max(total, 1),
-                         label="%d of %d" % (done, total))
+        ctx.set_progress(
+            progress=done / max(total, 1), label="%d of %d" % (done, total)
+        )
 
     return progress
 
@@ -115,30 +153,35 @@ def _none_if_zero(value):
 class TrainDCDModel(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="train_dcd_model",
-            label="DCD: train a model under debug",
-            description="Trains a classifier on the target samples with an "
+        return _config(
+            "train_dcd_model",
+            "DCD: train a model under debug",
+            "Trains a classifier on the target samples with an "
             "mmengine Runner and saves its weights",
-            allow_delegated_execution=True,
-            allow_immediate_execution=True,
-            dynamic=True,
-            icon=ICON,
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         ctx.target_view()
-        _label_field(ctx, inputs, "label_field", "Label field",
-                     "ground_truth", "The training labels")
-        inputs.str("model", default="small_cnn", required=True,
-                   label="Model")
+        _label_field(
+            ctx,
+            inputs,
+            "label_field",
+            "Label field",
+            "ground_truth",
+            "The training labels",
+        )
+        inputs.str("model", default="small_cnn", required=True, label="Model")
         inputs.int("epochs", default=3, label="Epochs")
         inputs.float("lr", default=0.05, label="Learning rate")
-        inputs.str("work_dir", required=False, label="Work folder",
-                   description="Where checkpoints go (default: the cache)")
+        inputs.str(
+            "work_dir",
+            required=False,
+            label="Work folder",
+            description="Where checkpoints go (default: the cache)",
+        )
 
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        return _form(self, inputs)
 
     def execute(self, ctx):
         p = ctx.params
@@ -163,30 +206,34 @@ class TrainDCDModel(foo.Operator):
 class ComputeDCDEmbeddings(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="compute_dcd_embeddings",
-            label="DCD: compute penultimate-layer embeddings",
-            description="Stores a model's penultimate-layer activations in "
+        return _config(
+            "compute_dcd_embeddings",
+            "DCD: compute penultimate-layer embeddings",
+            "Stores a model's penultimate-layer activations in "
             "a vector field",
-            allow_delegated_execution=True,
-            allow_immediate_execution=True,
-            dynamic=True,
-            icon=ICON,
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         ctx.target_view()
         _model_inputs(inputs)
-        inputs.str("embeddings_field", default="dcd_embeddings",
-                   required=True, label="Embeddings field")
+        inputs.str(
+            "embeddings_field",
+            default="dcd_embeddings",
+            required=True,
+            label="Embeddings field",
+        )
         inputs.int("batch_size", default=256, label="Batch size")
         inputs.int("num_workers", default=0, label="Loader workers")
-        inputs.bool("overwrite", default=False, label="Recompute all",
-                    description="Otherwise only samples without a vector "
-                    "are computed")
+        inputs.bool(
+            "overwrite",
+            default=False,
+            label="Recompute all",
+            description="Otherwise only samples without a vector "
+            "are computed",
+        )
 
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        return _form(self, inputs)
 
     def execute(self, ctx):
         p = ctx.params
@@ -213,31 +260,37 @@ class ComputeDCDEmbeddings(foo.Operator):
 class TagDCDErrors(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="tag_dcd_errors",
-            label="DCD: tag errors and split E_sample",
-            description="Predicts the target samples, tags the "
+        return _config(
+            "tag_dcd_errors",
+            "DCD: tag errors and split E_sample",
+            "Predicts the target samples, tags the "
             "misclassified ones, and optionally splits them into E_sample "
             "and debug-heldout",
-            allow_delegated_execution=True,
-            allow_immediate_execution=True,
-            dynamic=True,
-            icon=ICON,
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         ctx.target_view()
         _model_inputs(inputs)
-        _label_field(ctx, inputs, "label_field", "Label field",
-                     "ground_truth", "The true labels")
-        inputs.int("num_e_sample", default=0, label="E_sample size",
-                   description="If > 0, tag this many of the target samples "
-                   "E_sample and the rest debug-heldout")
+        _label_field(
+            ctx,
+            inputs,
+            "label_field",
+            "Label field",
+            "ground_truth",
+            "The true labels",
+        )
+        inputs.int(
+            "num_e_sample",
+            default=0,
+            label="E_sample size",
+            description="If > 0, tag this many of the target samples "
+            "E_sample and the rest debug-heldout",
+        )
         inputs.int("seed", default=0, label="Seed")
         _run_inputs(inputs)
 
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        return _form(self, inputs)
 
     def execute(self, ctx):
         p = ctx.params
@@ -275,42 +328,70 @@ class TagDCDErrors(foo.Operator):
 class SelectDebugTrain(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="select_debug_train",
-            label="DCD: select debug-train from the pool",
-            description="For each E_sample image (the target samples), "
+        return _config(
+            "select_debug_train",
+            "DCD: select debug-train from the pool",
+            "For each E_sample image (the target samples), "
             "selects its k nearest pool images by l2 distance",
-            allow_delegated_execution=True,
-            allow_immediate_execution=True,
-            dynamic=True,
-            icon=ICON,
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         ctx.target_view()
-        _view_input(inputs, "pool", "Pool", "pool",
-                    "The weakly labelled pool F")
+        _view_input(
+            inputs, "pool", "Pool", "pool", "The weakly labelled pool F"
+        )
         vectors = _fields_of(ctx, vector=True)
-        inputs.str("embeddings_field",
-                   default=vectors[0] if vectors else "dcd_embeddings",
-                   required=True, label="Embeddings field")
-        _label_field(ctx, inputs, "label_field", "E_sample label field",
-                     "ground_truth", "The labels of the target samples")
-        _label_field(ctx, inputs, "weak_label_field", "Pool weak labels",
-                     "weak_label", "The pool's weak labels")
-        inputs.int("k", default=20, label="k", description="Neighbours per "
-                   "E_sample image")
-        inputs.float("threshold", default=0.0, label="Distance threshold",
-                     description="0 for none")
-        inputs.int("budget", default=0, label="Budget",
-                   description="The most images selected; 0 for none")
-        inputs.enum("label_strategy", list(LABEL_STRATEGIES),
-                    default="weak", label="Label strategy",
-                    view=types.DropdownView())
+        inputs.str(
+            "embeddings_field",
+            default=vectors[0] if vectors else "dcd_embeddings",
+            required=True,
+            label="Embeddings field",
+        )
+        _label_field(
+            ctx,
+            inputs,
+            "label_field",
+            "E_sample label field",
+            "ground_truth",
+            "The labels of the target samples",
+        )
+        _label_field(
+            ctx,
+            inputs,
+            "weak_label_field",
+            "Pool weak labels",
+            "weak_label",
+            "The pool's weak labels",
+        )
+        inputs.int(
+            "k",
+            default=20,
+            label="k",
+            description="Neighbours per " "E_sample image",
+        )
+        inputs.float(
+            "threshold",
+            default=0.0,
+            label="Distance threshold",
+            description="0 for none",
+        )
+        inputs.int(
+            "budget",
+            default=0,
+            label="Budget",
+            description="The most images selected; 0 for none",
+        )
+        inputs.enum(
+            "label_strategy",
+            list(LABEL_STRATEGIES),
+            default="weak",
+            label="Label strategy",
+            view=types.DropdownView(),
+        )
         _run_inputs(inputs)
 
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        return _form(self, inputs)
 
     def execute(self, ctx):
         p = ctx.params
@@ -329,8 +410,10 @@ class SelectDebugTrain(foo.Operator):
         )
         names = fodcd.RunNames(p.get("run_key", "dcd"))
 
-        return {"num_selected": len(view),
-                "saved_view": names.debug_train_view}
+        return {
+            "num_selected": len(view),
+            "saved_view": names.debug_train_view,
+        }
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -341,49 +424,80 @@ class SelectDebugTrain(foo.Operator):
 
 
 def _finetune_inputs(inputs):
-    _view_input(inputs, "train", "Training set", "train",
-                "The original training data, replayed")
+    _view_input(
+        inputs,
+        "train",
+        "Training set",
+        "train",
+        "The original training data, replayed",
+    )
     _view_input(inputs, "test", "Test set", "test", "The original test set")
-    _view_input(inputs, "heldout", "Debug-heldout", "dcd:dcd:heldout",
-                "Held-out samples of the error distribution")
+    _view_input(
+        inputs,
+        "heldout",
+        "Debug-heldout",
+        "dcd:dcd:heldout",
+        "Held-out samples of the error distribution",
+    )
     _view_input(inputs, "pool", "Pool", "pool", "The weakly labelled pool")
     inputs.int("epochs", default=2, label="Epochs")
     inputs.float("lr", default=0.01, label="Learning rate")
-    inputs.float("replay", default=1.0, label="Replay",
-                 description="Share of the training data replayed")
-    inputs.list("baselines", types.String(),
-                default=list(fodcd.api.BASELINES), label="Baselines")
+    inputs.float(
+        "replay",
+        default=1.0,
+        label="Replay",
+        description="Share of the training data replayed",
+    )
+    inputs.list(
+        "baselines",
+        types.String(),
+        default=list(fodcd.api.BASELINES),
+        label="Baselines",
+    )
     inputs.str("work_dir", required=False, label="Work folder")
 
 
 class FinetuneDCD(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="finetune_dcd",
-            label="DCD: fine-tune and compare with baselines",
-            description="Fine-tunes on train + E_sample + debug-train, "
+        return _config(
+            "finetune_dcd",
+            "DCD: fine-tune and compare with baselines",
+            "Fine-tunes on train + E_sample + debug-train, "
             "evaluates against baselines, and stores the report as a run",
-            allow_delegated_execution=True,
-            allow_immediate_execution=True,
-            dynamic=True,
-            icon=ICON,
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         ctx.target_view()
         _model_inputs(inputs)
-        _view_input(inputs, "e_sample", "E_sample", "dcd:dcd:e_sample",
-                    "The labelled samples of the error distribution")
-        _label_field(ctx, inputs, "label_field", "Label field",
-                     "ground_truth", "Labels of train, test and E")
-        _label_field(ctx, inputs, "weak_label_field", "Pool weak labels",
-                     "weak_label", "The pool's weak labels")
+        _view_input(
+            inputs,
+            "e_sample",
+            "E_sample",
+            "dcd:dcd:e_sample",
+            "The labelled samples of the error distribution",
+        )
+        _label_field(
+            ctx,
+            inputs,
+            "label_field",
+            "Label field",
+            "ground_truth",
+            "Labels of train, test and E",
+        )
+        _label_field(
+            ctx,
+            inputs,
+            "weak_label_field",
+            "Pool weak labels",
+            "weak_label",
+            "The pool's weak labels",
+        )
         _finetune_inputs(inputs)
         _run_inputs(inputs)
 
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        return _form(self, inputs)
 
     def execute(self, ctx):
         p = ctx.params
@@ -421,36 +535,53 @@ class FinetuneDCD(foo.Operator):
 class ApplyDCD(foo.Operator):
     @property
     def config(self):
-        return foo.OperatorConfig(
-            name="apply_dcd",
-            label="DCD: run the whole pipeline",
-            description="Embeds, selects debug-train, fine-tunes, compares "
+        return _config(
+            "apply_dcd",
+            "DCD: run the whole pipeline",
+            "Embeds, selects debug-train, fine-tunes, compares "
             "with baselines and stores the report as a run",
-            allow_delegated_execution=True,
-            allow_immediate_execution=True,
             default_choice_to_delegated=True,
-            dynamic=True,
-            icon=ICON,
         )
 
     def resolve_input(self, ctx):
         inputs = types.Object()
         ctx.target_view()
         _model_inputs(inputs)
-        _view_input(inputs, "e_sample", "E_sample", "e_sample",
-                    "The labelled samples of the error distribution")
-        _label_field(ctx, inputs, "label_field", "Label field",
-                     "ground_truth", "Labels of train, test and E")
-        _label_field(ctx, inputs, "weak_label_field", "Pool weak labels",
-                     "weak_label", "The pool's weak labels")
+        _view_input(
+            inputs,
+            "e_sample",
+            "E_sample",
+            "e_sample",
+            "The labelled samples of the error distribution",
+        )
+        _label_field(
+            ctx,
+            inputs,
+            "label_field",
+            "Label field",
+            "ground_truth",
+            "Labels of train, test and E",
+        )
+        _label_field(
+            ctx,
+            inputs,
+            "weak_label_field",
+            "Pool weak labels",
+            "weak_label",
+            "The pool's weak labels",
+        )
         inputs.int("k", default=20, label="k")
-        inputs.enum("label_strategy", list(LABEL_STRATEGIES),
-                    default="weak", label="Label strategy",
-                    view=types.DropdownView())
+        inputs.enum(
+            "label_strategy",
+            list(LABEL_STRATEGIES),
+            default="weak",
+            label="Label strategy",
+            view=types.DropdownView(),
+        )
         _finetune_inputs(inputs)
         _run_inputs(inputs)
 
-        return types.Property(inputs, view=types.View(label=self.config.label))
+        return _form(self, inputs)
 
     def execute(self, ctx):
         p = ctx.params
@@ -476,8 +607,11 @@ class ApplyDCD(foo.Operator):
             progress=_progress(ctx),
         )
 
-        return {"table": result["table"], "run_key": p.get("run_key", "dcd"),
-                "num_selected": result["num_selected"]}
+        return {
+            "table": result["table"],
+            "run_key": p.get("run_key", "dcd"),
+            "num_selected": result["num_selected"],
+        }
 
     def resolve_output(self, ctx):
         outputs = types.Object()

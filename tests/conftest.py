@@ -2,6 +2,7 @@
 Shared fixtures: a real FiftyOne database in a temporary folder, real PNG
 files from Fashion-MNIST, and a small model trained for a few steps.
 """
+
 import os
 import tempfile
 
@@ -49,8 +50,17 @@ def write_pngs(folder, images):
     return paths
 
 
-def build_small_dataset(root, images, labels, seed=0, n_train=600,
-                        n_test=200, n_pool=600, n_e=120, noise_rate=0.3):
+def build_small_dataset(
+    root,
+    images,
+    labels,
+    seed=0,
+    n_train=600,
+    n_test=200,
+    n_pool=600,
+    n_e=120,
+    noise_rate=0.3,
+):
     """A dataset built by hand (not by the scenario builder): clean train
     and test, a pool with weak labels and a third of it inverted, and
     inverted E samples tagged e_sample (first 20) and heldout.
@@ -109,12 +119,17 @@ def trained_checkpoint(fmnist_arrays, small_root, tmp_path_factory):
     """A SmallCNN trained for one epoch on a hand-built dataset's train
     tag, saved as a state dict."""
     images, labels = fmnist_arrays
-    dataset = build_small_dataset(os.path.join(small_root, "ckpt"), images,
-                                  labels, seed=1)
+    dataset = build_small_dataset(
+        os.path.join(small_root, "ckpt"), images, labels, seed=1
+    )
     work_dir = str(tmp_path_factory.mktemp("model"))
-    _, path = fiftyone_dcd.train_model(dataset.match_tags("train"),
-                                       "ground_truth", model="small_cnn",
-                                       work_dir=work_dir, epochs=2)
+    _, path = fiftyone_dcd.train_model(
+        dataset.match_tags("train"),
+        "ground_truth",
+        model="small_cnn",
+        work_dir=work_dir,
+        epochs=2,
+    )
     dataset.delete()
 
     return path

@@ -1,5 +1,6 @@
 """apply_dcd end to end on a small hand-built dataset of real images, with
 a real database and a model trained for a few steps."""
+
 import numpy as np
 import pytest
 
@@ -11,8 +12,9 @@ from fiftyone_dcd.runs import load_run
 def brute_force_selection(queries, q_ids, pool, p_ids, k):
     """For each query its k nearest pool images; a pool image found twice
     goes to its nearest query."""
-    d = np.linalg.norm(queries[:, None, :].astype(np.float64)
-                       - pool[None, :, :], axis=2)
+    d = np.linalg.norm(
+        queries[:, None, :].astype(np.float64) - pool[None, :, :], axis=2
+    )
     best = {}
     for qi in range(len(queries)):
         for pi in np.argsort(d[qi], kind="stable")[:k]:
@@ -28,17 +30,26 @@ def hand_accuracy(view, pred_field):
     return sum(a == b for a, b in zip(gt, pred)) / len(gt)
 
 
-def test_apply_dcd_selects_brute_force_neighbours(small_dataset,
-                                                  trained_checkpoint,
-                                                  tmp_path):
+def test_apply_dcd_selects_brute_force_neighbours(
+    small_dataset, trained_checkpoint, tmp_path
+):
     ds = small_dataset
-    net = fiftyone_dcd.build_model("small_cnn", num_classes=10,
-                                   checkpoint=trained_checkpoint)
+    net = fiftyone_dcd.build_model(
+        "small_cnn", num_classes=10, checkpoint=trained_checkpoint
+    )
     k = 7
     result = ds.apply_dcd(
-        net, train="train", test="test", pool="pool", e_sample="e_sample",
-        heldout="heldout", true_label_field="true_label", k=k, epochs=1,
-        work_dir=str(tmp_path), run_key="dcd",
+        net,
+        train="train",
+        test="test",
+        pool="pool",
+        e_sample="e_sample",
+        heldout="heldout",
+        true_label_field="true_label",
+        k=k,
+        epochs=1,
+        work_dir=str(tmp_path),
+        run_key="dcd",
     )
     names = RunNames("dcd")
 
@@ -47,11 +58,11 @@ def test_apply_dcd_selects_brute_force_neighbours(small_dataset,
     e_sample = ds.match_tags("e_sample")
     p_ids, P = pool.values(["id", names.embeddings])
     q_ids, Q = e_sample.values(["id", names.embeddings])
-    expected = brute_force_selection(np.array(Q), q_ids, np.array(P), p_ids,
-                                     k)
+    expected = brute_force_selection(np.array(Q), q_ids, np.array(P), p_ids, k)
     view = ds.load_saved_view(names.debug_train_view)
-    got_ids, dists, queries = view.values(["id", names.distance,
-                                           names.query_id])
+    got_ids, dists, queries = view.values(
+        ["id", names.distance, names.query_id]
+    )
     assert set(got_ids) == set(expected)
     assert result["num_selected"] == len(expected)
     for i, d, q in zip(got_ids, dists, queries):
@@ -61,8 +72,9 @@ def test_apply_dcd_selects_brute_force_neighbours(small_dataset,
     assert dists == sorted(dists)
 
     # weak strategy: assigned label is the weak label
-    weak, assigned = view.values(["weak_label.label",
-                                  names.assigned_label + ".label"])
+    weak, assigned = view.values(
+        ["weak_label.label", names.assigned_label + ".label"]
+    )
     assert weak == assigned
 
     # accuracies in the report equal those computed from stored predictions
@@ -70,20 +82,30 @@ def test_apply_dcd_selects_brute_force_neighbours(small_dataset,
     before, dcd = rows["before debugging"], rows["DCD (weak)"]
     test, heldout = ds.match_tags("test"), ds.match_tags("heldout")
     assert before["test acc"] == pytest.approx(
-        hand_accuracy(test, names.pred_before))
+        hand_accuracy(test, names.pred_before)
+    )
     assert before["heldout acc"] == pytest.approx(
-        hand_accuracy(heldout, names.pred_before))
+        hand_accuracy(heldout, names.pred_before)
+    )
     assert dcd["test acc"] == pytest.approx(
-        hand_accuracy(test, names.pred_after))
+        hand_accuracy(test, names.pred_after)
+    )
     assert dcd["heldout acc"] == pytest.approx(
-        hand_accuracy(heldout, names.pred_after))
-    assert set(rows) == {"before debugging", "DCD (weak)", "E_sample only",
-                         "E_sample + random pool", "E_sample + all of F"}
+        hand_accuracy(heldout, names.pred_after)
+    )
+    assert set(rows) == {
+        "before debugging",
+        "DCD (weak)",
+        "E_sample only",
+        "E_sample + random pool",
+        "E_sample + all of F",
+    }
     assert rows["E_sample + random pool"]["images added"] == len(expected)
 
     truth = view.values("true_label.label")
     assert result["label_purity"] == pytest.approx(
-        np.mean([a == b for a, b in zip(truth, assigned)]))
+        np.mean([a == b for a, b in zip(truth, assigned)])
+    )
 
     # the run is stored and reads back
     assert "dcd" in ds.list_runs()
@@ -96,53 +118,106 @@ def test_apply_dcd_selects_brute_force_neighbours(small_dataset,
 
     # errors tagged where the model under debug was wrong on E
     e_all = ds.match_tags(["e_sample", "heldout"])
-    gt, pred = e_all.values(["ground_truth.label",
-                             names.pred_before + ".label"])
+    gt, pred = e_all.values(
+        ["ground_truth.label", names.pred_before + ".label"]
+    )
     assert len(ds.match_tags(names.error_tag)) == sum(
-        a != b for a, b in zip(gt, pred))
+        a != b for a, b in zip(gt, pred)
+    )
 
 
-def test_query_and_agree_strategies_on_dataset(small_dataset,
-                                               trained_checkpoint):
+def test_query_and_agree_strategies_on_dataset(
+    small_dataset, trained_checkpoint
+):
     ds = small_dataset
-    fiftyone_dcd.embed(ds, "small_cnn", "dcd_q_embeddings",
-                       checkpoint=trained_checkpoint)
+    fiftyone_dcd.embed(
+        ds, "small_cnn", "dcd_q_embeddings", checkpoint=trained_checkpoint
+    )
     pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
     view = fiftyone_dcd.select_debug_train(
-        pool, e_sample, "dcd_q_embeddings", k=5, label_strategy="query",
-        run_key="dcd_q")
+        pool,
+        e_sample,
+        "dcd_q_embeddings",
+        k=5,
+        label_strategy="query",
+        run_key="dcd_q",
+    )
     names = RunNames("dcd_q")
     q_label = dict(zip(*e_sample.values(["id", "ground_truth.label"])))
-    qids, assigned = view.values([names.query_id,
-                                  names.assigned_label + ".label"])
+    qids, assigned = view.values(
+        [names.query_id, names.assigned_label + ".label"]
+    )
     assert assigned == [q_label[q] for q in qids]
 
     view = fiftyone_dcd.select_debug_train(
-        pool, e_sample, "dcd_q_embeddings", k=5, label_strategy="agree",
-        run_key="dcd_a")
+        pool,
+        e_sample,
+        "dcd_q_embeddings",
+        k=5,
+        label_strategy="agree",
+        run_key="dcd_a",
+    )
     names = RunNames("dcd_a")
-    weak, qids, assigned = view.values(["weak_label.label", names.query_id,
-                                        names.assigned_label + ".label"])
+    weak, qids, assigned = view.values(
+        ["weak_label.label", names.query_id, names.assigned_label + ".label"]
+    )
     assert assigned == weak
     assert all(w == q_label[q] for w, q in zip(weak, qids))
     assert 0 < len(view) < 5 * len(e_sample)
 
 
-def test_same_run_key_twice_is_refused_unless_overwrite(small_dataset,
-                                                        trained_checkpoint):
+def test_same_run_key_twice_is_refused_unless_overwrite(
+    small_dataset, trained_checkpoint
+):
     ds = small_dataset
-    fiftyone_dcd.embed(ds, "small_cnn", "dcd_embeddings",
-                       checkpoint=trained_checkpoint)
+    fiftyone_dcd.embed(
+        ds, "small_cnn", "dcd_embeddings", checkpoint=trained_checkpoint
+    )
     pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
-    v1 = fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings",
-                                         k=3)
+    v1 = fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings", k=3)
     n1 = len(v1)
     with pytest.raises(ValueError, match="already has"):
-        fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings",
-                                        k=6)
+        fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings", k=6)
     assert len(ds.load_saved_view("dcd_debug_train")) == n1
-    v2 = fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings",
-                                         k=6, overwrite=True)
+    v2 = fiftyone_dcd.select_debug_train(
+        pool, e_sample, "dcd_embeddings", k=6, overwrite=True
+    )
     assert len(v2) > n1
     assert len(ds.match_tags("dcd:dcd:debug_train")) == len(v2)
     assert len(ds.exists("dcd_distance")) == len(v2)
+
+
+def test_embeddings_of_timm_model_from_local_checkpoint(
+    small_dataset, tmp_path
+):
+    import timm
+    import torch
+
+    from fiftyone_dcd.loaders import load_image
+    from fiftyone_dcd.models import get_preprocess, penultimate
+
+    ref = timm.create_model("resnet10t", num_classes=10).eval()
+    path = str(tmp_path / "resnet10t.pt")
+    torch.save(ref.state_dict(), path)
+    view = small_dataset.match_tags("e_sample")
+    n = fiftyone_dcd.embed(
+        view,
+        "resnet10t",
+        "dcd_t_embeddings",
+        checkpoint=path,
+        classes=list(range(10)),
+    )
+    assert n == len(view) == 20
+
+    filepaths, vectors = view.values(["filepath", "dcd_t_embeddings"])
+    assert len(vectors[0]) == ref.num_features
+    # the stored vector is the penultimate layer of the same image
+    x = torch.stack(
+        [load_image(f, get_preprocess(ref)) for f in filepaths[:3]]
+    )
+    with torch.inference_mode():
+        expected = penultimate(ref, x).numpy()
+
+    np.testing.assert_allclose(
+        np.array(vectors[:3]), expected, rtol=1e-4, atol=1e-5
+    )

@@ -1,4 +1,5 @@
 """Label noise, shifts and the IDX reader."""
+
 import gzip
 
 import numpy as np
@@ -11,8 +12,9 @@ from fiftyone_dcd.data.shifts import SHIFTS, apply_shift, register_shift
 
 def test_symmetric_noise_changes_exactly_rate():
     labels = np.arange(1000) % 10
-    noisy = corrupt_labels(labels, 0.4, 10, "symmetric",
-                           np.random.default_rng(0))
+    noisy = corrupt_labels(
+        labels, 0.4, 10, "symmetric", np.random.default_rng(0)
+    )
     assert (noisy != labels).sum() == 400
     # every wrong label can land anywhere but on itself
     assert len(np.unique(noisy[noisy != labels])) == 10
@@ -20,8 +22,9 @@ def test_symmetric_noise_changes_exactly_rate():
 
 def test_pair_flip_moves_to_next_class():
     labels = np.arange(1000) % 10
-    noisy = corrupt_labels(labels, 0.25, 10, "pair_flip",
-                           np.random.default_rng(0))
+    noisy = corrupt_labels(
+        labels, 0.25, 10, "pair_flip", np.random.default_rng(0)
+    )
     changed = noisy != labels
     assert changed.sum() == 250
     np.testing.assert_array_equal(noisy[changed], (labels[changed] + 1) % 10)
@@ -43,8 +46,7 @@ def test_shifts_keep_shape_and_dtype_and_input():
         assert out.shape == images.shape and out.dtype == np.uint8
         np.testing.assert_array_equal(images, before)
 
-    np.testing.assert_array_equal(apply_shift("invert", images),
-                                  255 - images)
+    np.testing.assert_array_equal(apply_shift("invert", images), 255 - images)
     low = apply_shift("low_contrast", images)
     assert low.max() - low.min() < 0.31 * 256
 

@@ -1,4 +1,5 @@
 """Database diagnosis names the cause and the fix."""
+
 import os
 import stat
 
@@ -14,8 +15,9 @@ def test_working_mongod_passes():
 
 def test_broken_mongod_is_explained(tmp_path):
     fake = tmp_path / "mongod"
-    fake.write_text("#!/bin/sh\necho 'libcrypto.so.1.1: cannot open' >&2\n"
-                    "exit 127\n")
+    fake.write_text(
+        "#!/bin/sh\necho 'libcrypto.so.1.1: cannot open' >&2\n" "exit 127\n"
+    )
     fake.chmod(fake.stat().st_mode | stat.S_IEXEC)
     problem = database.check_mongod(str(fake))
     assert "cannot run" in problem and "libcrypto.so.1.1" in problem

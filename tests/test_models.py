@@ -1,4 +1,5 @@
 """Model building, checkpoints and penultimate features."""
+
 import pytest
 import torch
 import torch.nn as nn
@@ -46,8 +47,10 @@ def test_plain_module_without_linear_is_explained():
 def test_checkpoint_roundtrip_weights_only(tmp_path):
     net = SmallCNN(num_classes=10)
     path = tmp_path / "w.pt"
-    torch.save({"state_dict": {"net." + k: v for k, v in
-                               net.state_dict().items()}}, path)
+    torch.save(
+        {"state_dict": {"net." + k: v for k, v in net.state_dict().items()}},
+        path,
+    )
     loaded = build_model("small_cnn", num_classes=10, checkpoint=str(path))
     for k, v in net.state_dict().items():
         torch.testing.assert_close(loaded.state_dict()[k], v)

@@ -1,5 +1,6 @@
 """The plugin: manifest, discovery by FiftyOne's CLI, and every operator
 run through foo.execute_operator on real data."""
+
 import os
 import subprocess
 import sys
@@ -34,8 +35,9 @@ def test_manifest_lists_exactly_the_registered_operators():
 def _cli(*args):
     fiftyone = os.path.join(os.path.dirname(sys.executable), "fiftyone")
     env = dict(os.environ, FIFTYONE_PLUGINS_DIR=ROOT)
-    out = subprocess.run([fiftyone, *args], capture_output=True, text=True,
-                         env=env, timeout=300)
+    out = subprocess.run(
+        [fiftyone, *args], capture_output=True, text=True, env=env, timeout=300
+    )
     assert out.returncode == 0, out.stderr
 
     return out.stdout
@@ -49,49 +51,77 @@ def test_fiftyone_cli_lists_plugin_and_every_operator():
 
 
 def _run(name, view, **params):
-    result = foo.execute_operator("%s/%s" % (PLUGIN, name),
-                                  ctx={"view": view, "params": params})
+    result = foo.execute_operator(
+        "%s/%s" % (PLUGIN, name), ctx={"view": view, "params": params}
+    )
 
     return result.result
 
 
-def test_step_operators_end_to_end(small_dataset, trained_checkpoint,
-                                   tmp_path):
+def test_step_operators_end_to_end(
+    small_dataset, trained_checkpoint, tmp_path
+):
     ds = small_dataset
     names = RunNames("dcd")
 
-    out = _run("train_dcd_model", ds.match_tags("train"),
-               label_field="ground_truth", model="small_cnn", epochs=1,
-               work_dir=str(tmp_path / "model"))
+    out = _run(
+        "train_dcd_model",
+        ds.match_tags("train"),
+        label_field="ground_truth",
+        model="small_cnn",
+        epochs=1,
+        work_dir=str(tmp_path / "model"),
+    )
     assert os.path.isfile(out["checkpoint"])
 
     target = ds.match_tags(["pool", "e_sample", "heldout"])
-    out = _run("compute_dcd_embeddings", target, model="small_cnn",
-               checkpoint=trained_checkpoint,
-               embeddings_field=names.embeddings)
+    out = _run(
+        "compute_dcd_embeddings",
+        target,
+        model="small_cnn",
+        checkpoint=trained_checkpoint,
+        embeddings_field=names.embeddings,
+    )
     assert out["num_computed"] == len(target)
     # a rerun computes only what is missing
-    out = _run("compute_dcd_embeddings", target, model="small_cnn",
-               checkpoint=trained_checkpoint,
-               embeddings_field=names.embeddings)
+    out = _run(
+        "compute_dcd_embeddings",
+        target,
+        model="small_cnn",
+        checkpoint=trained_checkpoint,
+        embeddings_field=names.embeddings,
+    )
     assert out["num_computed"] == 0
 
     e_all = ds.match_tags(["e_sample", "heldout"])
-    out = _run("tag_dcd_errors", e_all, model="small_cnn",
-               checkpoint=trained_checkpoint, label_field="ground_truth",
-               num_e_sample=20, seed=3)
-    gt, pred = e_all.values(["ground_truth.label",
-                             names.pred_before + ".label"])
+    out = _run(
+        "tag_dcd_errors",
+        e_all,
+        model="small_cnn",
+        checkpoint=trained_checkpoint,
+        label_field="ground_truth",
+        num_e_sample=20,
+        seed=3,
+    )
+    gt, pred = e_all.values(
+        ["ground_truth.label", names.pred_before + ".label"]
+    )
     assert out["num_errors"] == sum(a != b for a, b in zip(gt, pred))
     assert len(ds.match_tags(names.e_sample_tag)) == 20
     assert len(ds.match_tags(names.heldout_tag)) == len(e_all) - 20
 
     # E_sample: the operator's target view, as if selected in the App
     e_sample = ds.match_tags(names.e_sample_tag)
-    out = _run("select_debug_train", e_sample, pool="pool",
-               embeddings_field=names.embeddings,
-               label_field="ground_truth", weak_label_field="weak_label",
-               k=4, budget=50)
+    out = _run(
+        "select_debug_train",
+        e_sample,
+        pool="pool",
+        embeddings_field=names.embeddings,
+        label_field="ground_truth",
+        weak_label_field="weak_label",
+        k=4,
+        budget=50,
+    )
     assert out["num_selected"] == 50
     view = ds.load_saved_view(out["saved_view"])
     assert len(view) == 50
@@ -105,31 +135,57 @@ def test_step_operators_end_to_end(small_dataset, trained_checkpoint,
     sel = select_nearest(Q, np.array(P), k=4, budget=50)
     assert set(view.values("id")) == {p_ids[i] for i in sel.pool_index}
 
-    out = _run("finetune_dcd", ds.view(), model="small_cnn",
-               checkpoint=trained_checkpoint, e_sample=names.e_sample_tag,
-               heldout=names.heldout_tag, train="train", test="test",
-               pool="pool", label_field="ground_truth",
-               weak_label_field="weak_label", baselines=["random"],
-               epochs=1, work_dir=str(tmp_path / "ft"))
+    out = _run(
+        "finetune_dcd",
+        ds.view(),
+        model="small_cnn",
+        checkpoint=trained_checkpoint,
+        e_sample=names.e_sample_tag,
+        heldout=names.heldout_tag,
+        train="train",
+        test="test",
+        pool="pool",
+        label_field="ground_truth",
+        weak_label_field="weak_label",
+        baselines=["random"],
+        epochs=1,
+        work_dir=str(tmp_path / "ft"),
+    )
     assert "E_sample + random pool" in out["table"]
     assert "dcd" in ds.list_runs()
     assert len(ds.exists(names.pred_after)) == len(
-        ds.match_tags(["test", names.heldout_tag]))
+        ds.match_tags(["test", names.heldout_tag])
+    )
 
 
 def test_apply_dcd_operator(small_dataset, trained_checkpoint, tmp_path):
     ds = small_dataset
-    out = _run("apply_dcd", ds.view(), model="small_cnn",
-               checkpoint=trained_checkpoint, e_sample="e_sample",
-               heldout="heldout", train="train", test="test", pool="pool",
-               label_field="ground_truth", weak_label_field="weak_label",
-               k=3, baselines=[], epochs=1, run_key="night",
-               work_dir=str(tmp_path))
+    out = _run(
+        "apply_dcd",
+        ds.view(),
+        model="small_cnn",
+        checkpoint=trained_checkpoint,
+        e_sample="e_sample",
+        heldout="heldout",
+        train="train",
+        test="test",
+        pool="pool",
+        label_field="ground_truth",
+        weak_label_field="weak_label",
+        k=3,
+        baselines=[],
+        epochs=1,
+        run_key="night",
+        work_dir=str(tmp_path),
+    )
     assert out["run_key"] == "night"
     assert "night" in ds.list_runs()
-    assert out["num_selected"] == len(ds.load_saved_view(
-        "dcd_night_debug_train"))
+    assert out["num_selected"] == len(
+        ds.load_saved_view("dcd_night_debug_train")
+    )
     config, results = fiftyone_dcd.load_run(ds, "night")
     assert config["k"] == 3
     assert [r["method"] for r in results["rows"]] == [
-        "before debugging", "DCD (weak)"]
+        "before debugging",
+        "DCD (weak)",
+    ]

@@ -1,5 +1,6 @@
 """Selection and labelling against brute-force answers and hand-built
 cases."""
+
 import numpy as np
 import pytest
 
@@ -51,8 +52,10 @@ def test_select_nearest_dedups_to_nearest_query():
     queries = np.array([[0.0], [10.0]], dtype=np.float32)
     pool = np.array([[1.0], [4.0], [6.0], [9.5], [20.0]], dtype=np.float32)
     sel = select_nearest(queries, pool, k=3)
-    got = {int(p): (int(q), float(d))
-           for p, q, d in zip(sel.pool_index, sel.query_index, sel.distance)}
+    got = {
+        int(p): (int(q), float(d))
+        for p, q, d in zip(sel.pool_index, sel.query_index, sel.distance)
+    }
     # query 0 finds 1, 4, 6; query 1 finds 9.5, 6, 4 -> 4 -> q0, 6 -> q1
     assert got == {0: (0, 1.0), 1: (0, 4.0), 2: (1, 4.0), 3: (1, 0.5)}
     assert len(set(sel.pool_index.tolist())) == len(sel)
@@ -60,8 +63,7 @@ def test_select_nearest_dedups_to_nearest_query():
 
 def test_select_nearest_threshold_and_budget():
     queries = np.array([[0.0], [100.0]], dtype=np.float32)
-    pool = np.array([[1.0], [2.0], [3.0], [101.0], [150.0]],
-                    dtype=np.float32)
+    pool = np.array([[1.0], [2.0], [3.0], [101.0], [150.0]], dtype=np.float32)
     sel = select_nearest(queries, pool, k=3, threshold=2.5)
     assert sorted(sel.pool_index.tolist()) == [0, 1, 3]
 

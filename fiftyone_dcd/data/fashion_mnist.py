@@ -5,6 +5,7 @@ Looks in a given folder, then Debian's ``dataset-fashion-mnist`` package
 location, then this package's cache; fetches the Debian package without root
 where apt exists, and falls back to torchvision's download.
 """
+
 import glob
 import gzip
 import logging
@@ -90,13 +91,15 @@ def _fetch_debian(cache_dir):
     target = os.path.join(cache_dir, "deb")
     with tempfile.TemporaryDirectory() as tmp:
         download = ["apt-get", "download", DEBIAN_PACKAGE]
-        proc = subprocess.run(download, cwd=tmp, capture_output=True,
-                              text=True)
+        proc = subprocess.run(
+            download, cwd=tmp, capture_output=True, text=True
+        )
         if proc.returncode != 0 and os.geteuid() == 0:
             # a new machine may have no package lists yet
             subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
-            proc = subprocess.run(download, cwd=tmp, capture_output=True,
-                                  text=True)
+            proc = subprocess.run(
+                download, cwd=tmp, capture_output=True, text=True
+            )
 
         debs = glob.glob(os.path.join(tmp, "*.deb"))
         if proc.returncode != 0 or not debs:
@@ -168,8 +171,7 @@ def _read_idx(path):
         raise ValueError("%s is not an unsigned-byte IDX file" % path)
 
     shape = [
-        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big")
-        for i in range(ndim)
+        int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)
     ]
     offset = 4 + 4 * ndim
 

@@ -1,6 +1,7 @@
 """
 Label noise for weakly labelled pools.
 """
+
 import numpy as np
 
 NOISE_TYPES = ("symmetric", "pair_flip")

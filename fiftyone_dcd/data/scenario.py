@@ -9,6 +9,7 @@ images). Clean labels are in ``ground_truth``; the pool has ``weak_label``
 (noisy) and ``true_label`` (for reporting only) and every sample a
 ``shift`` string.
 """
+
 import logging
 import os
 
@@ -112,7 +113,7 @@ def build_fashion_mnist_scenario(
     cache_dir=None,
     overwrite=False,
     download=True,
-    **kwargs
+    **kwargs,
 ):
     """Builds, or loads if already built, the scenario dataset.
 
@@ -275,5 +276,7 @@ def _save_png(img, path):
     # written under a temporary name, so an interrupted run never leaves a
     # truncated file behind under the real one
     tmp = path + ".tmp"
-    Image.fromarray(np.ascontiguousarray(img)).save(tmp, format="PNG", compress_level=1)
+    Image.fromarray(np.ascontiguousarray(img)).save(
+        tmp, format="PNG", compress_level=1
+    )
     os.replace(tmp, path)

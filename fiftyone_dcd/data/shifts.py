@@ -5,6 +5,7 @@ Each shift maps a batch ``(N, H, W)`` uint8 array and a numpy ``Generator``
 to a new array of the same shape and dtype; new shifts are registered with
 :func:`register_shift`.
 """
+
 from typing import Callable, Dict
 
 import numpy as np
@@ -23,8 +24,7 @@ def register_shift(name: str, fn: ShiftFn) -> ShiftFn:
 
 
 def apply_shift(name: str, images: np.ndarray, rng=None) -> np.ndarray:
-    """Returns ``images`` under the shift ``name``; ``images`` is unchanged.
-    """
+    """Returns ``images`` under the shift ``name``; ``images`` is unchanged."""
     if name not in SHIFTS:
         raise ValueError(
             "Unknown shift %r; available shifts are %s, or register one "
@@ -46,8 +46,11 @@ def invert(images, rng):
 
 
 def blur(images, rng, sigma=1.5):
-    return _clip(ndimage.gaussian_filter(images.astype(np.float32),
-                                         sigma=(0, sigma, sigma)))
+    return _clip(
+        ndimage.gaussian_filter(
+            images.astype(np.float32), sigma=(0, sigma, sigma)
+        )
+    )
 
 
 def low_contrast(images, rng, factor=0.3):
