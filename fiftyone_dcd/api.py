@@ -231,23 +231,7 @@ def split_e_sample(
     dataset = samples._dataset
     names = RunNames(run_key)
     n = len(samples)
-    if isinstance(num_e_sample, float) and 0 < num_e_sample < 1:
-        count = int(round(num_e_sample * n))
-    elif isinstance(num_e_sample, (int, np.integer)) and num_e_sample >= 1:
-        count = int(num_e_sample)
-    else:
-        raise ValueError(
-            "num_e_sample must be a count >= 1 or a fraction in (0, 1); got "
-            "%r" % (num_e_sample,)
-        )
-
-    if not 1 <= count < n:
-        raise ValueError(
-            "num_e_sample=%r leaves %d of the %d error samples for E_sample "
-            "and %d for debug-heldout; both need at least one"
-            % (num_e_sample, count, n, n - count)
-        )
-
+    count = val.e_sample_count(num_e_sample, n)
     val.check_free(
         dataset, overwrite, tags=[names.e_sample_tag, names.heldout_tag]
     )
@@ -963,6 +947,7 @@ def apply_dcd(
         replay,
     )
     if errors is not None:
+        val.e_sample_count(num_e_sample, len(errors))
         val.check_classes(errors, label_field, classes, "error set")
         val.check_disjoint(errors, pool, "error set", "pool")
         val.check_disjoint(errors, test, "error set", "test set")

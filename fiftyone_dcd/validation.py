@@ -162,6 +162,34 @@ def check_disjoint(a, b, what_a, what_b):
         )
 
 
+def e_sample_count(num_e_sample, n):
+    """Returns how many of ``n`` error samples go to E_sample, given a count
+    or a fraction; raises ``ValueError`` unless both parts get one.
+    """
+    if isinstance(num_e_sample, float) and 0 < num_e_sample < 1:
+        count = int(round(num_e_sample * n))
+    elif (
+        isinstance(num_e_sample, int)
+        and not isinstance(num_e_sample, bool)
+        and num_e_sample >= 1
+    ):
+        count = num_e_sample
+    else:
+        raise ValueError(
+            "num_e_sample must be a count >= 1 or a fraction in (0, 1); got "
+            "%r" % (num_e_sample,)
+        )
+
+    if not 1 <= count < n:
+        raise ValueError(
+            "num_e_sample=%r leaves %d of the %d error samples for E_sample "
+            "and %d for debug-heldout; both need at least one"
+            % (num_e_sample, count, n, n - count)
+        )
+
+    return count
+
+
 def check_selection_params(k, threshold, budget, label_strategy):
     """Raises ``ValueError`` for selection parameters out of range."""
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
