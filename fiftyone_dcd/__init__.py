@@ -7,12 +7,11 @@ FiftyOne dataset and view as ``samples.apply_dcd(model, train=..., ...)``.
 
 import fiftyone.core.collections as _foc
 
-from fiftyone_dcd.api import (
-    apply_dcd,
+from fiftyone_dcd.api import apply_dcd, finetune_dcd
+from fiftyone_dcd.steps import (
     embed,
     evaluate,
     finetune,
-    finetune_dcd,
     select_debug_train,
     split_e_sample,
     tag_errors,

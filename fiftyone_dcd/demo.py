@@ -3,6 +3,8 @@ The Fashion-MNIST demo: builds the scenario, trains the model under debug,
 runs DCD and the baselines, and prints the table.
 """
 
+import hashlib
+import json
 import logging
 import os
 import time
@@ -10,7 +12,7 @@ import time
 import numpy as np
 
 import fiftyone_dcd  # noqa: F401 (adds apply_dcd to datasets)
-from fiftyone_dcd.api import default_work_dir, train_model
+from fiftyone_dcd.steps import default_work_dir, train_model
 from fiftyone_dcd.data.scenario import build_fashion_mnist_scenario
 from fiftyone_dcd.database import ensure_database
 from fiftyone_dcd.models import build_model
@@ -52,8 +54,13 @@ def run_demo(
         dataset.count_sample_tags(),
     )
 
-    # the model under debug is trained once per scenario and reused
-    model_dir = default_work_dir(dataset, "model_under_debug")
+    # the model under debug is trained once per scenario and recipe, and
+    # reused by reruns
+    recipe = dict(dataset.info["dcd_scenario"], train_epochs=train_epochs)
+    digest = hashlib.sha1(
+        json.dumps(recipe, sort_keys=True).encode()
+    ).hexdigest()[:12]
+    model_dir = default_work_dir(dataset, "model_under_debug_" + digest)
     checkpoint = os.path.join(model_dir, "model.pt")
     if not os.path.isfile(checkpoint):
         train_model(

@@ -81,6 +81,8 @@ def train_classifier(
         augment=augment,
         seed=seed,
     )
+    # mmengine hands dataset metadata to its visualizer and warns without it
+    loader.dataset.metainfo = {"classes": tuple(classes)}
     runner = Runner(
         model=Classifier(net),
         work_dir=work_dir,

@@ -223,21 +223,34 @@ def test_embeddings_of_timm_model_from_local_checkpoint(
     )
 
 
-def test_apply_dcd_splits_errors_by_fraction(small_dataset,
-                                             trained_checkpoint, tmp_path):
+def test_apply_dcd_splits_errors_by_fraction(
+    small_dataset, trained_checkpoint, tmp_path
+):
     ds = small_dataset
     errors = ds.match_tags(["e_sample", "heldout"])
-    result = ds.apply_dcd("small_cnn", checkpoint=trained_checkpoint,
-                          train="train", test="test", pool="pool",
-                          errors=errors, num_e_sample=0.25, k=2, epochs=1,
-                          baselines=(), run_key="split",
-                          work_dir=str(tmp_path))
+    result = ds.apply_dcd(
+        "small_cnn",
+        checkpoint=trained_checkpoint,
+        train="train",
+        test="test",
+        pool="pool",
+        errors=errors,
+        num_e_sample=0.25,
+        k=2,
+        epochs=1,
+        baselines=(),
+        run_key="split",
+        work_dir=str(tmp_path),
+    )
     names = RunNames("split")
     e_sample = ds.match_tags(names.e_sample_tag)
     heldout = ds.match_tags(names.heldout_tag)
     assert len(e_sample) == 30 and len(heldout) == 90
     assert not set(e_sample.values("id")) & set(heldout.values("id"))
-    assert set(ds.match_tags(names.debug_train_tag).values(
-        names.query_id)) <= set(e_sample.values("id"))
-    assert [r["method"] for r in result["rows"]] == ["before debugging",
-                                                     "DCD (weak)"]
+    assert set(
+        ds.match_tags(names.debug_train_tag).values(names.query_id)
+    ) <= set(e_sample.values("id"))
+    assert [r["method"] for r in result["rows"]] == [
+        "before debugging",
+        "DCD (weak)",
+    ]

@@ -1,0 +1,424 @@
+"""
+The steps of Data-Centric Debugging on FiftyOne datasets, each usable on
+its own: train a model, embed, tag errors, split E, select debug-train,
+fine-tune, evaluate. :mod:`fiftyone_dcd.api` chains them.
+
+Every function checks its input before it writes anything, and writes only
+the namespaced fields, tags and saved views of its run key (see
+:class:`fiftyone_dcd.naming.RunNames`).
+"""
+
+import copy
+import logging
+import os
+
+import numpy as np
+
+import fiftyone as fo
+
+from fiftyone_dcd import validation as val
+from fiftyone_dcd.data.fashion_mnist import default_cache_dir
+from fiftyone_dcd.database import ensure_database
+from fiftyone_dcd.embeddings import compute_embeddings, load_embeddings
+from fiftyone_dcd.evaluation import accuracy, predict
+from fiftyone_dcd.models import build_model
+from fiftyone_dcd.naming import RunNames
+from fiftyone_dcd.selection import assign_labels, select_nearest
+from fiftyone_dcd.training import save_weights, train_classifier
+
+logger = logging.getLogger(__name__)
+
+
+def get_classes(dataset, classes=None, samples=None, label_field=None):
+    """Returns the class list: ``classes``, else the dataset's default
+    classes, else the sorted labels of ``samples``' ``label_field``.
+    """
+    if classes:
+        return list(classes)
+
+    if dataset.default_classes:
+        return list(dataset.default_classes)
+
+    return sorted(samples.distinct(label_field + ".label"))
+
+
+def default_work_dir(dataset, run_key):
+    """``<cache>/runs/<dataset>/<run_key>``, the default work folder."""
+    return os.path.join(default_cache_dir(), "runs", dataset.name, run_key)
+
+
+def load_model(model, classes=None, checkpoint=None, pretrained=False):
+    """Builds the model under debug (see
+    :func:`fiftyone_dcd.models.build_model`) with one output per class.
+    """
+    return build_model(
+        model,
+        num_classes=len(classes) if classes else None,
+        checkpoint=checkpoint,
+        pretrained=pretrained,
+    )
+
+
+def train_model(
+    samples,
+    label_field="ground_truth",
+    model="small_cnn",
+    classes=None,
+    work_dir=None,
+    epochs=3,
+    lr=0.05,
+    batch_size=128,
+    num_workers=0,
+    seed=0,
+):
+    """Trains a classifier on ``samples`` with an mmengine Runner and saves
+    its weights as ``<work_dir>/model.pt``.
+
+    Returns:
+        ``(net, checkpoint_path)``
+    """
+    dataset = samples._dataset
+    val.check_label_field(samples, label_field, "training")
+    classes = get_classes(dataset, classes, samples, label_field)
+    val.check_classes(samples, label_field, classes, "training set")
+    net = load_model(model, classes)
+    work_dir = work_dir or default_work_dir(dataset, "model")
+    train_classifier(
+        net,
+        [(samples, label_field)],
+        classes,
+        work_dir,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        seed=seed,
+    )
+    path = save_weights(net, os.path.join(work_dir, "model.pt"))
+
+    return net, path
+
+
+def embed(
+    samples,
+    model,
+    embeddings_field,
+    checkpoint=None,
+    classes=None,
+    batch_size=256,
+    num_workers=0,
+    device=None,
+    overwrite=False,
+    progress=None,
+):
+    """Stores penultimate-layer embeddings of ``model`` on ``samples``.
+
+    Samples that already have a vector are skipped, so an interrupted run
+    resumes; ``overwrite=True`` recomputes all.
+
+    Returns:
+        the number of samples computed
+    """
+    ensure_database()
+    dataset = samples._dataset
+    samples = val.resolve_view(dataset, samples, "samples to embed")
+    if dataset.has_sample_field(embeddings_field):
+        val.check_vector_field(dataset, embeddings_field)
+
+    net = load_model(model, classes, checkpoint)
+
+    return compute_embeddings(
+        samples,
+        net,
+        embeddings_field,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        skip_existing=not overwrite,
+        progress=progress,
+    )
+
+
+def tag_errors(
+    samples,
+    model,
+    label_field="ground_truth",
+    classes=None,
+    checkpoint=None,
+    run_key="dcd",
+    overwrite=False,
+    batch_size=256,
+    num_workers=0,
+    device=None,
+    progress=None,
+):
+    """Predicts ``samples`` with the model under debug, stores the
+    predictions in ``<prefix>_pred_before``, and tags the misclassified
+    samples ``dcd:<run_key>:error``.
+
+    Args:
+        samples: the samples to check, labelled in ``label_field``
+        model: the model under debug (see :func:`load_model`)
+        label_field ("ground_truth"): the true labels
+        classes (None): the model's classes (see :func:`get_classes`)
+        checkpoint (None): a state dict file to load into ``model``
+        run_key ("dcd"): the run key
+
+    Returns:
+        the number of misclassified samples
+    """
+    ensure_database()
+    dataset = samples._dataset
+    names = RunNames(run_key)
+    samples = val.resolve_view(dataset, samples, "error set")
+    val.check_label_field(samples, label_field, "error")
+    classes = get_classes(dataset, classes, samples, label_field)
+    val.check_classes(samples, label_field, classes, "error view")
+    net = load_model(model, classes, checkpoint)
+    val.check_free(
+        dataset, overwrite, fields=[names.pred_before], tags=[names.error_tag]
+    )
+    if overwrite:
+        dataset.untag_samples(names.error_tag)
+
+    preds = predict(
+        samples,
+        net,
+        classes,
+        pred_field=names.pred_before,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+        progress=progress,
+    )
+
+    return _tag_misclassified(samples, preds, label_field, names.error_tag)
+
+
+def _tag_misclassified(samples, preds, label_field, tag):
+    ids, labels = samples.values(["id", label_field + ".label"])
+    wrong = [i for i, l in zip(ids, labels) if preds[i] != l]
+    samples._dataset.select(wrong).tag_samples(tag)
+
+    return len(wrong)
+
+
+def split_e_sample(
+    samples, num_e_sample=100, seed=0, run_key="dcd", overwrite=False
+):
+    """Splits the error samples into E_sample and debug-heldout, tagged
+    ``dcd:<run_key>:e_sample`` and ``dcd:<run_key>:heldout``.
+
+    Args:
+        samples: the samples of the error distribution E
+        num_e_sample (100): the size of E_sample, a count or a fraction in
+            (0, 1)
+        seed (0): the seed of the split
+
+    Returns:
+        ``(e_sample, heldout)`` views
+    """
+    dataset = samples._dataset
+    names = RunNames(run_key)
+    n = len(samples)
+    count = val.e_sample_count(num_e_sample, n)
+    val.check_free(
+        dataset, overwrite, tags=[names.e_sample_tag, names.heldout_tag]
+    )
+    if overwrite:
+        dataset.untag_samples([names.e_sample_tag, names.heldout_tag])
+
+    ids = np.array(samples.values("id"))
+    perm = np.random.default_rng(seed).permutation(n)
+    dataset.select(ids[perm[:count]].tolist()).tag_samples(names.e_sample_tag)
+    dataset.select(ids[perm[count:]].tolist()).tag_samples(names.heldout_tag)
+
+    return (
+        dataset.match_tags(names.e_sample_tag),
+        dataset.match_tags(names.heldout_tag),
+    )
+
+
+def select_debug_train(
+    pool,
+    e_sample,
+    embeddings_field,
+    label_field="ground_truth",
+    weak_label_field="weak_label",
+    k=20,
+    threshold=None,
+    budget=None,
+    label_strategy="weak",
+    run_key="dcd",
+    overwrite=False,
+):
+    """Selects the debug-train set: for each E_sample image, its ``k``
+    nearest pool images by l2 distance in ``embeddings_field``.
+
+    Writes on each selected pool sample its distance, the id of the
+    E_sample image that found it, and the label it will be trained with,
+    tags it ``dcd:<run_key>:debug_train``, and saves the view
+    ``<prefix>_debug_train`` sorted by distance.
+
+    Args:
+        pool: the weakly labelled pool F: a view, or a sample tag or saved
+            view name of ``e_sample``'s dataset
+        e_sample: the labelled samples of the error distribution (a view)
+        embeddings_field: a vector field set on both
+        label_field ("ground_truth"): E_sample's labels
+        weak_label_field ("weak_label"): the pool's weak labels
+        k (20): neighbours per E_sample image
+        threshold (None): the largest l2 distance selected
+        budget (None): the most images selected in total
+        label_strategy ("weak"): ``"weak"``, ``"query"`` or ``"agree"``
+            (see :func:`fiftyone_dcd.selection.assign_labels`)
+        run_key ("dcd"): the run key
+        overwrite (False): whether to replace this run's earlier selection
+
+    Returns:
+        the debug-train view
+    """
+    ensure_database()
+    dataset = e_sample._dataset if isinstance(pool, str) else pool._dataset
+    names = RunNames(run_key)
+    pool = val.resolve_view(dataset, pool, "pool")
+    e_sample = val.resolve_view(dataset, e_sample, "E_sample")
+    val.check_selection_params(k, threshold, budget, label_strategy)
+    val.check_label_field(e_sample, label_field, "E_sample")
+    val.check_label_field(pool, weak_label_field, "pool weak")
+    val.check_disjoint(pool, e_sample, "pool", "E_sample")
+    val.check_vector_field(dataset, embeddings_field)
+    pool_ids, X = load_embeddings(pool, embeddings_field)
+    query_ids, Q = load_embeddings(e_sample, embeddings_field)
+    if X.shape[1] != Q.shape[1]:
+        raise ValueError(
+            "Pool and E_sample vectors in '%s' differ in size (%d vs %d); "
+            "compute both with one model"
+            % (embeddings_field, X.shape[1], Q.shape[1])
+        )
+
+    out_fields = [names.distance, names.query_id, names.assigned_label]
+    val.check_free(
+        dataset,
+        overwrite,
+        fields=out_fields,
+        tags=[names.debug_train_tag],
+        views=[names.debug_train_view],
+    )
+
+    sel = select_nearest(Q, X, k, threshold=threshold, budget=budget)
+    weak = dict(zip(*pool.values(["id", weak_label_field + ".label"])))
+    query_label = dict(zip(*e_sample.values(["id", label_field + ".label"])))
+    chosen = [pool_ids[i] for i in sel.pool_index]
+    queries = [query_ids[i] for i in sel.query_index]
+    labels, keep = assign_labels(
+        label_strategy,
+        [weak[i] for i in chosen],
+        [query_label[q] for q in queries],
+    )
+    if not keep.any():
+        raise ValueError(
+            "The selection is empty: %d images were found but none was "
+            "kept (label_strategy=%r, threshold=%r); raise k or the "
+            "threshold, or use label_strategy='weak'"
+            % (len(chosen), label_strategy, threshold)
+        )
+
+    if overwrite:
+        clear_selection(dataset, names)
+
+    keep_idx = np.flatnonzero(keep)
+    ids = [chosen[j] for j in keep_idx]
+    dataset.set_values(
+        names.distance,
+        {ids[n]: float(sel.distance[j]) for n, j in enumerate(keep_idx)},
+        key_field="id",
+    )
+    dataset.set_values(
+        names.query_id,
+        {ids[n]: queries[j] for n, j in enumerate(keep_idx)},
+        key_field="id",
+    )
+    dataset.set_values(
+        names.assigned_label,
+        {
+            ids[n]: fo.Classification(label=str(labels[j]))
+            for n, j in enumerate(keep_idx)
+        },
+        key_field="id",
+    )
+    dataset.select(ids).tag_samples(names.debug_train_tag)
+    view = dataset.match_tags(names.debug_train_tag).sort_by(names.distance)
+    dataset.save_view(names.debug_train_view, view, overwrite=overwrite)
+
+    return view
+
+
+def clear_selection(dataset, names):
+    """Removes an earlier selection of the run ``names`` describes."""
+    dataset.untag_samples(names.debug_train_tag)
+    for field in (names.distance, names.query_id, names.assigned_label):
+        if dataset.has_sample_field(field):
+            dataset.delete_sample_field(field)
+
+    if names.debug_train_view in dataset.list_saved_views():
+        dataset.delete_saved_view(names.debug_train_view)
+
+
+def finetune(
+    net,
+    parts,
+    classes,
+    work_dir,
+    epochs=2,
+    lr=0.01,
+    batch_size=128,
+    num_workers=0,
+    seed=0,
+):
+    """Fine-tunes a copy of ``net`` on ``parts``, a list of
+    ``(samples, label_field)`` pairs; returns the copy.
+    """
+    net = copy.deepcopy(net)
+
+    return train_classifier(
+        net,
+        parts,
+        classes,
+        work_dir,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        seed=seed,
+    )
+
+
+def evaluate(
+    net,
+    classes,
+    test,
+    heldout,
+    label_field,
+    batch_size=256,
+    num_workers=0,
+    device=None,
+    pred_field=None,
+):
+    """Returns ``{"test acc": ..., "heldout acc": ...}`` of ``net``,
+    storing its predictions in ``pred_field`` when given.
+    """
+    preds = predict(
+        test.concat(heldout),
+        net,
+        classes,
+        pred_field=pred_field,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        device=device,
+    )
+
+    return {
+        "test acc": accuracy(preds, test, label_field),
+        "heldout acc": accuracy(preds, heldout, label_field),
+    }
