@@ -97,7 +97,7 @@ def _compare(
 
     replayed = train
     if replay < 1:
-        replayed = train.take(int(round(replay * len(train))), seed=seed)
+        replayed = _random_subset(train, int(round(replay * len(train))), seed)
 
     num_selected = len(debug_train)
     base = [(replayed, label_field), (e_sample, label_field)]
@@ -108,7 +108,7 @@ def _compare(
         methods.append(("E_sample only", 0, base))
 
     if "random" in baselines:
-        rand = pool.take(num_selected, seed=seed)
+        rand = _random_subset(pool, num_selected, seed)
         methods.append(
             (
                 "E_sample + random pool",
@@ -169,6 +169,16 @@ def _compare(
         row["heldout change"] = row["heldout acc"] - before["heldout acc"]
 
     return rows, timings
+
+
+def _random_subset(samples, size, seed):
+    # drawn from the ids rather than with take(), whose choice depends on
+    # per-sample random values set when the samples were added
+    ids = sorted(samples.values("id"))
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(ids), size=min(size, len(ids)), replace=False)
+
+    return samples.select([ids[i] for i in sorted(chosen)])
 
 
 def _selection_purity(debug_train, names, true_label_field):
