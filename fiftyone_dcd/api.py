@@ -15,10 +15,10 @@ import numpy as np
 
 from fiftyone_dcd import validation as val
 from fiftyone_dcd.database import ensure_database
-from fiftyone_dcd.embeddings import compute_embeddings
+from fiftyone_dcd.embeddings import compute_embeddings, load_embeddings
 from fiftyone_dcd.evaluation import accuracy, format_table, predict
 from fiftyone_dcd.naming import RunNames, check_run_key
-from fiftyone_dcd.runs import clear_run, save_run
+from fiftyone_dcd.runs import clear_run, save_run, undo_on_failure
 from fiftyone_dcd.steps import (
     _tag_misclassified,
     default_work_dir,
@@ -35,7 +35,7 @@ logger = logging.getLogger(__name__)
 
 REPORT_COLUMNS = [
     "method",
-    "images added",
+    "pool images added",
     "test acc",
     "heldout acc",
     "test change",
@@ -126,7 +126,9 @@ def _compare(
             )
         )
 
-    rows = [dict(method="before debugging", **{"images added": 0}, **before)]
+    rows = [
+        dict(method="before debugging", **{"pool images added": 0}, **before)
+    ]
     for n, (method, added, parts) in enumerate(methods):
         say(
             0.3 + 0.65 * n / len(methods),
@@ -162,7 +164,7 @@ def _compare(
         if is_dcd:
             save_weights(tuned, os.path.join(work_dir, "dcd_model.pt"))
 
-        rows.append(dict(method=method, **{"images added": added}, **acc))
+        rows.append(dict(method=method, **{"pool images added": added}, **acc))
 
     for row in rows:
         row["test change"] = row["test acc"] - before["test acc"]
@@ -250,6 +252,16 @@ def _check_common(
     if e_sample is not None and heldout is not None:
         val.check_disjoint(e_sample, heldout, "E_sample", "debug-heldout")
 
+    for view, what in (
+        (train, "training set"),
+        (test, "test set"),
+        (pool, "pool"),
+        (e_sample, "E_sample"),
+        (heldout, "debug-heldout set"),
+    ):
+        if view is not None:
+            val.check_media(view, what)
+
     if not (isinstance(replay, (int, float)) and 0 < replay <= 1):
         raise ValueError("replay must be in (0, 1], got %r" % (replay,))
 
@@ -329,56 +341,64 @@ def finetune_dcd(
     net = load_model(model, classes, checkpoint)
     work_dir = work_dir or default_work_dir(dataset, run_key)
 
-    rows, timings = _compare(
-        net,
-        classes,
-        train,
-        test,
-        heldout,
-        e_sample,
-        debug_train,
-        names,
-        label_field,
-        pool,
-        weak_label_field,
-        baselines,
-        epochs,
-        lr,
-        replay,
-        batch_size,
-        num_workers,
-        seed,
-        work_dir,
-        device,
-        say,
-    )
-    config = dict(
-        method="dcd",
-        model=_describe(model),
-        checkpoint=checkpoint,
-        label_field=label_field,
-        weak_label_field=weak_label_field,
-        classes=classes,
-        epochs=epochs,
-        lr=lr,
-        replay=replay,
-        seed=seed,
-        work_dir=work_dir,
-        debug_train_view=names.debug_train_view,
-        fields=names.fields,
-        tags=names.tags,
-    )
-    result = _finish(
-        dataset,
-        names,
-        rows,
-        timings,
-        debug_train,
-        true_label_field,
-        config,
-        overwrite,
-        t_start,
-    )
+    try:
+        rows, timings = _compare(
+            net,
+            classes,
+            train,
+            test,
+            heldout,
+            e_sample,
+            debug_train,
+            names,
+            label_field,
+            pool,
+            weak_label_field,
+            baselines,
+            epochs,
+            lr,
+            replay,
+            batch_size,
+            num_workers,
+            seed,
+            work_dir,
+            device,
+            say,
+        )
+        config = dict(
+            method="dcd",
+            model=_describe(model),
+            checkpoint=checkpoint,
+            label_field=label_field,
+            weak_label_field=weak_label_field,
+            classes=classes,
+            epochs=epochs,
+            lr=lr,
+            replay=replay,
+            seed=seed,
+            work_dir=work_dir,
+            debug_train_view=names.debug_train_view,
+            fields=names.fields,
+            tags=names.tags,
+        )
+        result = _finish(
+            dataset,
+            names,
+            rows,
+            timings,
+            debug_train,
+            true_label_field,
+            config,
+            overwrite,
+            t_start,
+        )
+    except BaseException:
+        # the selection stays; only what fine-tuning wrote goes
+        if dataset.has_sample_field(names.pred_after):
+            dataset.delete_sample_field(names.pred_after)
+
+        raise
+
     say(1.0, "Done")
 
     return result
@@ -566,6 +586,7 @@ def apply_dcd(
         replay,
     )
     if errors is not None:
+        val.check_media(errors, "error set")
         val.e_sample_count(num_e_sample, len(errors))
         val.check_classes(errors, label_field, classes, "error set")
         val.check_disjoint(errors, pool, "error set", "pool")
@@ -576,6 +597,16 @@ def apply_dcd(
     user_embeddings = embeddings_field != names.embeddings
     if user_embeddings:
         val.check_vector_field(dataset, embeddings_field)
+        # reads every vector, so bad rows stop the run before it writes
+        query_source = e_sample if e_sample is not None else errors
+        _, P = load_embeddings(pool, embeddings_field)
+        _, Q = load_embeddings(query_source, embeddings_field)
+        if P.shape[1] != Q.shape[1]:
+            raise ValueError(
+                "Pool and E vectors in '%s' differ in size (%d vs %d); "
+                "compute both with one model"
+                % (embeddings_field, P.shape[1], Q.shape[1])
+            )
 
     written = [
         f for f in names.fields if f != names.embeddings or not user_embeddings
@@ -610,120 +641,124 @@ def apply_dcd(
             keep_fields=[embeddings_field] if user_embeddings else [],
         )
 
-    work_dir = work_dir or default_work_dir(dataset, run_key)
-    if e_sample is None:
-        e_sample, heldout = split_e_sample(
-            errors, num_e_sample, seed=seed, run_key=run_key
+    # a failure from here on removes what this run wrote
+    keep = [embeddings_field] if user_embeddings else []
+    with undo_on_failure(dataset, names, keep_fields=keep):
+        work_dir = work_dir or default_work_dir(dataset, run_key)
+        if e_sample is None:
+            e_sample, heldout = split_e_sample(
+                errors, num_e_sample, seed=seed, run_key=run_key
+            )
+        else:
+            e_sample.tag_samples(names.e_sample_tag)
+            heldout.tag_samples(names.heldout_tag)
+
+        timings = {}
+        say(0.05, "Embedding pool and E_sample")
+        t = time.time()
+        compute_embeddings(
+            pool.concat(e_sample),
+            embed_net,
+            embeddings_field,
+            batch_size=2 * batch_size,
+            num_workers=num_workers,
+            device=device,
+            skip_existing=True,
         )
-    else:
-        e_sample.tag_samples(names.e_sample_tag)
-        heldout.tag_samples(names.heldout_tag)
+        timings["embed"] = time.time() - t
 
-    timings = {}
-    say(0.05, "Embedding pool and E_sample")
-    t = time.time()
-    compute_embeddings(
-        pool.concat(e_sample),
-        embed_net,
-        embeddings_field,
-        batch_size=2 * batch_size,
-        num_workers=num_workers,
-        device=device,
-        skip_existing=True,
-    )
-    timings["embed"] = time.time() - t
+        say(0.15, "Predicting with the model under debug")
+        t = time.time()
+        preds = predict(
+            test.concat(heldout).concat(e_sample),
+            net,
+            classes,
+            pred_field=names.pred_before,
+            batch_size=2 * batch_size,
+            num_workers=num_workers,
+            device=device,
+        )
+        _tag_misclassified(
+            heldout.concat(e_sample), preds, label_field, names.error_tag
+        )
+        timings["predict"] = time.time() - t
 
-    say(0.15, "Predicting with the model under debug")
-    t = time.time()
-    preds = predict(
-        test.concat(heldout).concat(e_sample),
-        net,
-        classes,
-        pred_field=names.pred_before,
-        batch_size=2 * batch_size,
-        num_workers=num_workers,
-        device=device,
-    )
-    _tag_misclassified(
-        heldout.concat(e_sample), preds, label_field, names.error_tag
-    )
-    timings["predict"] = time.time() - t
+        say(0.25, "Selecting debug-train")
+        t = time.time()
+        debug_train = select_debug_train(
+            pool,
+            e_sample,
+            embeddings_field,
+            label_field=label_field,
+            weak_label_field=weak_label_field,
+            k=k,
+            threshold=threshold,
+            budget=budget,
+            label_strategy=label_strategy,
+            run_key=run_key,
+        )
+        timings["select"] = time.time() - t
 
-    say(0.25, "Selecting debug-train")
-    t = time.time()
-    debug_train = select_debug_train(
-        pool,
-        e_sample,
-        embeddings_field,
-        label_field=label_field,
-        weak_label_field=weak_label_field,
-        k=k,
-        threshold=threshold,
-        budget=budget,
-        label_strategy=label_strategy,
-        run_key=run_key,
-    )
-    timings["select"] = time.time() - t
+        rows, more = _compare(
+            net,
+            classes,
+            train,
+            test,
+            heldout,
+            e_sample,
+            debug_train,
+            names,
+            label_field,
+            pool,
+            weak_label_field,
+            baselines,
+            epochs,
+            lr,
+            replay,
+            batch_size,
+            num_workers,
+            seed,
+            work_dir,
+            device,
+            say,
+            predictions=preds,
+        )
+        rows[1]["method"] = "DCD (%s)" % label_strategy
+        timings.update(more)
+        config = dict(
+            method="dcd",
+            model=_describe(model),
+            checkpoint=checkpoint,
+            embeddings_model=_describe(embeddings_model),
+            embeddings_field=embeddings_field,
+            label_field=label_field,
+            weak_label_field=weak_label_field,
+            classes=classes,
+            k=k,
+            threshold=threshold,
+            budget=budget,
+            label_strategy=label_strategy,
+            epochs=epochs,
+            lr=lr,
+            replay=replay,
+            seed=seed,
+            work_dir=work_dir,
+            fields=written,
+            tags=names.tags,
+            debug_train_view=names.debug_train_view,
+        )
+        result = _finish(
+            dataset,
+            names,
+            rows,
+            timings,
+            debug_train,
+            true_label_field,
+            config,
+            overwrite,
+            t_start,
+        )
 
-    rows, more = _compare(
-        net,
-        classes,
-        train,
-        test,
-        heldout,
-        e_sample,
-        debug_train,
-        names,
-        label_field,
-        pool,
-        weak_label_field,
-        baselines,
-        epochs,
-        lr,
-        replay,
-        batch_size,
-        num_workers,
-        seed,
-        work_dir,
-        device,
-        say,
-        predictions=preds,
-    )
-    rows[1]["method"] = "DCD (%s)" % label_strategy
-    timings.update(more)
-    config = dict(
-        method="dcd",
-        model=_describe(model),
-        checkpoint=checkpoint,
-        embeddings_model=_describe(embeddings_model),
-        embeddings_field=embeddings_field,
-        label_field=label_field,
-        weak_label_field=weak_label_field,
-        classes=classes,
-        k=k,
-        threshold=threshold,
-        budget=budget,
-        label_strategy=label_strategy,
-        epochs=epochs,
-        lr=lr,
-        replay=replay,
-        seed=seed,
-        work_dir=work_dir,
-        fields=written,
-        tags=names.tags,
-        debug_train_view=names.debug_train_view,
-    )
-    result = _finish(
-        dataset,
-        names,
-        rows,
-        timings,
-        debug_train,
-        true_label_field,
-        config,
-        overwrite,
-        t_start,
-    )
     say(1.0, "Done")
 
     return result

@@ -122,6 +122,7 @@ def embed(
     ensure_database()
     dataset = samples._dataset
     samples = val.resolve_view(dataset, samples, "samples to embed")
+    val.check_media(samples, "samples to embed")
     if dataset.has_sample_field(embeddings_field):
         val.check_vector_field(dataset, embeddings_field)
 
@@ -171,6 +172,7 @@ def tag_errors(
     dataset = samples._dataset
     names = RunNames(run_key)
     samples = val.resolve_view(dataset, samples, "error set")
+    val.check_media(samples, "error set")
     val.check_label_field(samples, label_field, "error")
     classes = get_classes(dataset, classes, samples, label_field)
     val.check_classes(samples, label_field, classes, "error view")

@@ -2,6 +2,8 @@
 Checks of user input, run before anything is written.
 """
 
+import os
+
 import fiftyone as fo
 import fiftyone.core.collections as foc
 import fiftyone.core.media as fom
@@ -61,6 +63,18 @@ def resolve_view(dataset, spec, what, allow_none=False):
         raise ValueError("The %s is empty; it needs samples" % what)
 
     return view
+
+
+def check_media(samples, what):
+    """Raises ``ValueError`` if image files of ``samples`` are missing."""
+    paths = set(samples.values("filepath"))
+    missing = sorted(p for p in paths if not os.path.isfile(p))
+    if missing:
+        raise ValueError(
+            "%d image files of the %s are missing, e.g. %s; restore them, "
+            "or leave those samples out of the view"
+            % (len(missing), what, missing[0])
+        )
 
 
 def check_dataset(dataset):

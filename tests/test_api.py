@@ -100,7 +100,7 @@ def test_apply_dcd_selects_brute_force_neighbours(
         "E_sample + random pool",
         "E_sample + all of F",
     }
-    assert rows["E_sample + random pool"]["images added"] == len(expected)
+    assert rows["E_sample + random pool"]["pool images added"] == len(expected)
 
     truth = view.values("true_label.label")
     assert result["label_purity"] == pytest.approx(
