@@ -344,3 +344,20 @@ def test_operator_bad_input_leaves_dataset_unchanged(small_dataset, case):
         )
     assert message in str(err.value)
     assert snapshot(ds) == before
+
+
+def test_every_case_is_documented():
+    import os
+
+    from conftest import ROOT
+
+    with open(os.path.join(ROOT, "docs", "bad_input.md")) as f:
+        doc = f.read()
+
+    rows = {
+        line.split("|")[1].strip()
+        for line in doc.splitlines()
+        if line.startswith("| ")
+    }
+    missing = [case[0] for case in CASES if case[0] not in rows]
+    assert not missing, "add these cases to docs/bad_input.md: %s" % missing
