@@ -48,3 +48,27 @@ __version__ = "0.1.0"
 
 # SampleCollection is the base of Dataset and DatasetView alike
 _foc.SampleCollection.apply_dcd = apply_dcd
+
+
+def _warn_if_mongod_broken():
+    # FiftyOne reports a mongod that cannot run only as "failed to bind to
+    # port" on first use; say the cause and the fix as early as possible
+    import os
+    import warnings
+
+    from fiftyone_dcd.database import check_mongod
+
+    if os.environ.get("FIFTYONE_DATABASE_URI"):
+        return
+
+    problem = check_mongod()
+    if problem:
+        warnings.warn(
+            problem + ". Run `fiftyone-dcd doctor --fix`, or set "
+            "FIFTYONE_DATABASE_URI to a running MongoDB",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
+_warn_if_mongod_broken()

@@ -33,3 +33,68 @@ def test_unreachable_uri_is_explained(monkeypatch):
     problem = database.diagnose()
     assert "does not answer" in problem
     assert "unset FIFTYONE_DATABASE_URI" in problem
+
+
+def test_external_database_uri(tmp_path):
+    """FiftyOne and fiftyone-dcd work against a MongoDB given by
+    FIFTYONE_DATABASE_URI (here a mongod started by hand)."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    mongod = database.find_mongod()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    dbpath = tmp_path / "db"
+    dbpath.mkdir()
+    proc = subprocess.Popen(
+        [
+            mongod,
+            "--dbpath",
+            str(dbpath),
+            "--port",
+            str(port),
+            "--bind_ip",
+            "127.0.0.1",
+            "--nounixsocket",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        uri = "mongodb://127.0.0.1:%d/" % port
+        for _ in range(100):
+            if database.check_database_uri(uri, timeout_ms=200) is None:
+                break
+            time.sleep(0.2)
+
+        script = (
+            "import fiftyone as fo, fiftyone_dcd\n"
+            "from fiftyone_dcd.database import diagnose\n"
+            "assert diagnose() is None\n"
+            "ds = fo.Dataset('dcd-uri-test', persistent=True)\n"
+            "ds.add_sample(fo.Sample(filepath='/x.png', tags=['a']))\n"
+            "print(fo.list_datasets(), ds.count_sample_tags())\n"
+        )
+        env = dict(os.environ, FIFTYONE_DATABASE_URI=uri)
+        env.pop("FIFTYONE_DATABASE_DIR", None)
+        out = subprocess.run(
+            [sys.executable, "-c", script],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert out.returncode == 0, out.stderr
+        assert "dcd-uri-test" in out.stdout and "{'a': 1}" in out.stdout
+        # the dataset lives in that server, not in the embedded database
+        import pymongo
+
+        names = pymongo.MongoClient(uri)["fiftyone"].datasets.distinct("name")
+        assert "dcd-uri-test" in names
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
