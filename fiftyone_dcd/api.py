@@ -188,7 +188,12 @@ def _selection_purity(debug_train, names, true_label_field):
         [true_label_field + ".label", names.assigned_label + ".label"]
     )
 
-    return float(np.mean([a == b for a, b in zip(truth, assigned)]))
+    # over the selected images whose true label is known; None if none is
+    known = [(a, b) for a, b in zip(truth, assigned) if a is not None]
+    if not known:
+        return None
+
+    return float(np.mean([a == b for a, b in known]))
 
 
 def _describe(model):
@@ -211,13 +216,21 @@ def _check_common(
     classes,
     baselines,
     replay,
+    epochs,
+    lr,
+    batch_size,
+    device,
 ):
-    """Resolves and checks the views shared by fine-tuning and
-    :func:`apply_dcd`; returns them and the class list.
+    """Resolves and checks the views and settings shared by fine-tuning
+    and :func:`apply_dcd`; returns the views, the class list and the
+    baselines.
     """
     val.check_dataset(dataset)
+    val.check_training_params(epochs, lr, batch_size, device)
+    baselines = val.check_baselines(baselines, BASELINES)
     train = val.resolve_view(dataset, train, "training set")
     test = val.resolve_view(dataset, test, "test set")
+    val.check_disjoint(train, test, "training set", "test set")
     for view, what in ((train, "training"), (test, "test")):
         val.check_label_field(view, label_field, what)
 
@@ -225,15 +238,9 @@ def _check_common(
     for view, what in ((train, "training set"), (test, "test set")):
         val.check_classes(view, label_field, classes, what)
 
-    unknown = set(baselines) - set(BASELINES)
-    if unknown:
-        raise ValueError(
-            "Unknown baselines %s; use any of %s"
-            % (sorted(unknown), BASELINES)
-        )
-
     if pool is not None or baselines:
         pool = val.resolve_view(dataset, pool, "pool")
+        val.check_disjoint(pool, test, "pool", "test set")
         val.check_label_field(pool, weak_label_field, "pool weak")
         val.check_classes(pool, weak_label_field, classes, "pool")
         if true_label_field is not None:
@@ -246,6 +253,7 @@ def _check_common(
             val.check_label_field(view, label_field, what)
             val.check_classes(view, label_field, classes, what)
             val.check_disjoint(view, test, what, "test set")
+            val.check_disjoint(view, train, what, "training set")
             if pool is not None:
                 val.check_disjoint(view, pool, what, "pool")
 
@@ -265,7 +273,7 @@ def _check_common(
     if not (isinstance(replay, (int, float)) and 0 < replay <= 1):
         raise ValueError("replay must be in (0, 1], got %r" % (replay,))
 
-    return train, test, pool, classes
+    return train, test, pool, classes, baselines
 
 
 def finetune_dcd(
@@ -312,13 +320,21 @@ def finetune_dcd(
     say = progress or (lambda fraction, label: None)
     heldout = val.resolve_view(dataset, heldout, "debug-heldout set")
     e_sample = val.resolve_view(dataset, e_sample, "E_sample")
-    debug_train = val.resolve_view(
-        dataset, debug_train or names.debug_train_view, "debug-train set"
-    )
+    if debug_train is None:
+        if names.debug_train_view not in dataset.list_saved_views():
+            raise ValueError(
+                "Dataset '%s' has no debug-train set of run '%s' (saved view "
+                "'%s'); run select_debug_train first, or pass debug_train"
+                % (dataset.name, run_key, names.debug_train_view)
+            )
+
+        debug_train = names.debug_train_view
+
+    debug_train = val.resolve_view(dataset, debug_train, "debug-train set")
     val.check_label_field(
         debug_train, names.assigned_label, "debug-train assigned"
     )
-    train, test, pool, classes = _check_common(
+    train, test, pool, classes, baselines = _check_common(
         dataset,
         train,
         test,
@@ -331,6 +347,10 @@ def finetune_dcd(
         classes,
         baselines,
         replay,
+        epochs,
+        lr,
+        batch_size,
+        device,
     )
     val.check_classes(
         debug_train, names.assigned_label, classes, "debug-train set"
@@ -478,7 +498,7 @@ def apply_dcd(
     way.
 
     What it writes, all namespaced by ``run_key`` (``<prefix>`` is
-    ``run_key`` if that starts with ``dcd``, else ``dcd_<run_key>``):
+    ``dcd_<run_key>``, or ``dcd`` for the default run key ``dcd``):
 
     -   the run ``run_key`` (``dataset.list_runs()``), with the report;
     -   fields ``<prefix>_embeddings``, ``<prefix>_pred_before``,
@@ -562,16 +582,27 @@ def apply_dcd(
         dataset, heldout, "debug-heldout set", allow_none=True
     )
     errors = val.resolve_view(dataset, errors, "error set", allow_none=True)
-    if e_sample is None or heldout is None:
-        if errors is None:
-            raise ValueError(
-                "Give e_sample and heldout, or errors to split into them"
-            )
+    if errors is not None and (e_sample is not None or heldout is not None):
+        raise ValueError(
+            "Give e_sample and heldout, or errors to split into them (with "
+            "num_e_sample), not both"
+        )
 
+    if errors is None and (e_sample is None or heldout is None):
+        raise ValueError(
+            "Give both e_sample and heldout, or errors to split into them"
+        )
+
+    if errors is not None:
         val.check_label_field(errors, label_field, "error")
-        e_sample = heldout = None
 
-    train, test, pool, classes = _check_common(
+    if embeddings_checkpoint is not None and embeddings_model is None:
+        raise ValueError(
+            "embeddings_checkpoint is given without embeddings_model; name "
+            "the architecture it belongs to"
+        )
+
+    train, test, pool, classes, baselines = _check_common(
         dataset,
         train,
         test,
@@ -584,8 +615,13 @@ def apply_dcd(
         classes,
         baselines,
         replay,
+        epochs,
+        lr,
+        batch_size,
+        device,
     )
     if errors is not None:
+        val.check_disjoint(errors, train, "error set", "training set")
         val.check_media(errors, "error set")
         val.e_sample_count(num_e_sample, len(errors))
         val.check_classes(errors, label_field, classes, "error set")
@@ -632,6 +668,12 @@ def apply_dcd(
             pretrained=isinstance(embeddings_model, str)
             and embeddings_checkpoint is None,
         )
+
+    # by id, so that clearing this run's tags below cannot change them
+    e_sample, heldout, errors = [
+        None if v is None else dataset.select(v.values("id"))
+        for v in (e_sample, heldout, errors)
+    ]
 
     # -- from here on, the dataset changes --
     if overwrite:

@@ -25,7 +25,7 @@ def run_demo(
     data_dir=None,
     cache_dir=None,
     seed=51,
-    train_epochs=4,
+    train_epochs=8,
     k=20,
     label_strategy="weak",
     epochs=2,

@@ -63,6 +63,18 @@ def compute_embeddings(
         logits=False,
         progress=progress,
     )
+    # vectors this call does not replace must have the same size
+    existing = dataset.exists(embeddings_field).exclude(result["ids"]).limit(1)
+    if len(existing):
+        dim = len(existing.first()[embeddings_field])
+        if dim != result["features"].shape[1]:
+            raise ValueError(
+                "Field '%s' holds %d-dimensional vectors and this model "
+                "gives %d; pass another embeddings_field, or delete that "
+                "field first"
+                % (embeddings_field, dim, result["features"].shape[1])
+            )
+
     values = dict(zip(result["ids"], result["features"]))
     dataset.set_values(embeddings_field, values, key_field="id")
 

@@ -69,6 +69,10 @@ def load_image(filepath, preprocess, flip=False):
     """Reads an image file into a normalized ``(C, H, W)`` float tensor."""
     mode = "L" if preprocess["in_chans"] == 1 else "RGB"
     with Image.open(filepath) as img:
+        if img.mode.startswith("I"):
+            # 16-bit grayscale: PIL's convert() would clip it to 255
+            img = _to_8bit(img)
+
         img = img.convert(mode)
         size = preprocess["input_size"]
         if img.size != (size, size):
@@ -88,6 +92,15 @@ def load_image(filepath, preprocess, flip=False):
     std = np.asarray(preprocess["std"], dtype=np.float32)[:, None, None]
 
     return torch.from_numpy(np.ascontiguousarray((x - mean) / std))
+
+
+def _to_8bit(img):
+    x = np.asarray(img, dtype=np.float64)
+    top = 65535.0 if x.max() > 255 or img.mode.startswith("I;16") else 255.0
+
+    return Image.fromarray(
+        np.clip(np.rint(x * 255.0 / top), 0, 255).astype(np.uint8)
+    )
 
 
 def to_torch_dataset(

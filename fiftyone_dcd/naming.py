@@ -22,12 +22,12 @@ def check_run_key(run_key):
 
 
 def field_prefix(run_key):
-    """The prefix of a run's fields: the run key if it starts with
-    ``dcd``, else ``dcd_<run_key>``.
+    """The prefix of a run's fields: ``dcd`` for the default run key
+    ``dcd``, else ``dcd_<run_key>``; distinct run keys never share one.
     """
     check_run_key(run_key)
 
-    return run_key if run_key.startswith("dcd") else "dcd_" + run_key
+    return "dcd" if run_key == "dcd" else "dcd_" + run_key
 
 
 class RunNames(object):

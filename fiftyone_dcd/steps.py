@@ -33,8 +33,9 @@ def get_classes(dataset, classes=None, samples=None, label_field=None):
     """Returns the class list: ``classes``, else the dataset's default
     classes, else the sorted labels of ``samples``' ``label_field``.
     """
+    classes = val.check_class_list(classes)
     if classes:
-        return list(classes)
+        return classes
 
     if dataset.default_classes:
         return list(dataset.default_classes)
@@ -51,12 +52,16 @@ def load_model(model, classes=None, checkpoint=None, pretrained=False):
     """Builds the model under debug (see
     :func:`fiftyone_dcd.models.build_model`) with one output per class.
     """
-    return build_model(
+    net = build_model(
         model,
         num_classes=len(classes) if classes else None,
         checkpoint=checkpoint,
         pretrained=pretrained,
     )
+    if classes:
+        val.check_head(net, classes)
+
+    return net
 
 
 def train_model(
@@ -77,8 +82,12 @@ def train_model(
     Returns:
         ``(net, checkpoint_path)``
     """
+    val.check_collection(samples, "training set")
     dataset = samples._dataset
+    samples = val.resolve_view(dataset, samples, "training set")
+    val.check_training_params(epochs, lr, batch_size)
     val.check_label_field(samples, label_field, "training")
+    val.check_media(samples, "training set")
     classes = get_classes(dataset, classes, samples, label_field)
     val.check_classes(samples, label_field, classes, "training set")
     net = load_model(model, classes)
@@ -120,6 +129,8 @@ def embed(
         the number of samples computed
     """
     ensure_database()
+    val.check_collection(samples, "samples to embed")
+    val.check_field_name(embeddings_field, "embeddings_field")
     dataset = samples._dataset
     samples = val.resolve_view(dataset, samples, "samples to embed")
     val.check_media(samples, "samples to embed")
@@ -147,6 +158,8 @@ def tag_errors(
     classes=None,
     checkpoint=None,
     run_key="dcd",
+    num_e_sample=None,
+    seed=0,
     overwrite=False,
     batch_size=256,
     num_workers=0,
@@ -154,8 +167,9 @@ def tag_errors(
     progress=None,
 ):
     """Predicts ``samples`` with the model under debug, stores the
-    predictions in ``<prefix>_pred_before``, and tags the misclassified
-    samples ``dcd:<run_key>:error``.
+    predictions in ``<prefix>_pred_before``, tags the misclassified
+    samples ``dcd:<run_key>:error`` and, with ``num_e_sample``, splits the
+    samples into E_sample and debug-heldout (see :func:`split_e_sample`).
 
     Args:
         samples: the samples to check, labelled in ``label_field``
@@ -164,24 +178,39 @@ def tag_errors(
         classes (None): the model's classes (see :func:`get_classes`)
         checkpoint (None): a state dict file to load into ``model``
         run_key ("dcd"): the run key
+        num_e_sample (None): if given, the size of E_sample drawn from
+            ``samples``, a count or a fraction
+        seed (0): the seed of the split
 
     Returns:
-        the number of misclassified samples
+        a dict with ``num_errors`` (misclassified samples) and
+        ``num_e_sample`` (0 without a split)
     """
     ensure_database()
+    val.check_collection(samples, "error set")
     dataset = samples._dataset
     names = RunNames(run_key)
     samples = val.resolve_view(dataset, samples, "error set")
+    # by id, so that clearing this run's tags cannot change the view
+    samples = dataset.select(samples.values("id"))
+    split_tags = []
+    if num_e_sample is not None:
+        val.e_sample_count(num_e_sample, len(samples))
+        split_tags = [names.e_sample_tag, names.heldout_tag]
+
     val.check_media(samples, "error set")
     val.check_label_field(samples, label_field, "error")
     classes = get_classes(dataset, classes, samples, label_field)
     val.check_classes(samples, label_field, classes, "error view")
     net = load_model(model, classes, checkpoint)
     val.check_free(
-        dataset, overwrite, fields=[names.pred_before], tags=[names.error_tag]
+        dataset,
+        overwrite,
+        fields=[names.pred_before],
+        tags=[names.error_tag] + split_tags,
     )
     if overwrite:
-        dataset.untag_samples(names.error_tag)
+        dataset.untag_samples([names.error_tag] + split_tags)
 
     preds = predict(
         samples,
@@ -193,8 +222,17 @@ def tag_errors(
         device=device,
         progress=progress,
     )
+    num_errors = _tag_misclassified(
+        samples, preds, label_field, names.error_tag
+    )
+    num_split = 0
+    if num_e_sample is not None:
+        e_sample, _ = split_e_sample(
+            samples, num_e_sample, seed=seed, run_key=run_key
+        )
+        num_split = len(e_sample)
 
-    return _tag_misclassified(samples, preds, label_field, names.error_tag)
+    return {"num_errors": num_errors, "num_e_sample": num_split}
 
 
 def _tag_misclassified(samples, preds, label_field, tag):
@@ -220,6 +258,7 @@ def split_e_sample(
     Returns:
         ``(e_sample, heldout)`` views
     """
+    val.check_collection(samples, "error set")
     dataset = samples._dataset
     names = RunNames(run_key)
     n = len(samples)
@@ -281,7 +320,9 @@ def select_debug_train(
         the debug-train view
     """
     ensure_database()
-    dataset = e_sample._dataset if isinstance(pool, str) else pool._dataset
+    val.check_collection(e_sample, "E_sample")
+    val.check_field_name(embeddings_field, "embeddings_field")
+    dataset = e_sample._dataset
     names = RunNames(run_key)
     pool = val.resolve_view(dataset, pool, "pool")
     e_sample = val.resolve_view(dataset, e_sample, "E_sample")
@@ -319,11 +360,14 @@ def select_debug_train(
         [query_label[q] for q in queries],
     )
     if not keep.any():
+        hint = "raise k or the threshold"
+        if label_strategy == "agree":
+            hint += ", or use label_strategy='weak'"
+
         raise ValueError(
             "The selection is empty: %d images were found but none was "
-            "kept (label_strategy=%r, threshold=%r); raise k or the "
-            "threshold, or use label_strategy='weak'"
-            % (len(chosen), label_strategy, threshold)
+            "kept (k=%r, threshold=%r, label_strategy=%r); %s"
+            % (len(chosen), k, threshold, label_strategy, hint)
         )
 
     if overwrite:

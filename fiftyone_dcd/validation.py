@@ -2,9 +2,12 @@
 Checks of user input, run before anything is written.
 """
 
+import math
+import numbers
 import os
 
 import fiftyone as fo
+import fiftyone.core.utils as fou
 import fiftyone.core.collections as foc
 import fiftyone.core.media as fom
 
@@ -204,22 +207,142 @@ def e_sample_count(num_e_sample, n):
     return count
 
 
+def _is_int(value):
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def check_collection(samples, what):
+    """Raises ``ValueError`` unless ``samples`` is a FiftyOne dataset or
+    view.
+    """
+    if not isinstance(samples, foc.SampleCollection):
+        raise ValueError(
+            "The %s must be a FiftyOne dataset or view, got %r; for a "
+            "sample tag pass dataset.match_tags(tag)" % (what, samples)
+        )
+
+
+def check_field_name(name, what):
+    """Raises ``ValueError`` unless ``name`` can be a top-level field."""
+    if not isinstance(name, str) or not name or "." in name:
+        raise ValueError(
+            "The %s must be a top-level field name such as "
+            "'dcd_embeddings', got %r" % (what, name)
+        )
+
+
+def check_training_params(epochs, lr, batch_size, device=None):
+    """Raises ``ValueError`` for a fine-tuning recipe that cannot run."""
+    if not _is_int(epochs) or epochs < 1:
+        raise ValueError("epochs must be an integer >= 1, got %r" % (epochs,))
+
+    if not (
+        isinstance(lr, numbers.Real)
+        and not isinstance(lr, bool)
+        and math.isfinite(lr)
+        and lr > 0
+    ):
+        raise ValueError("lr must be a positive number, got %r" % (lr,))
+
+    if not _is_int(batch_size) or batch_size < 1:
+        raise ValueError(
+            "batch_size must be an integer >= 1, got %r" % (batch_size,)
+        )
+
+    if device is not None:
+        import torch
+
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ValueError(
+                "device %r is not a torch device (%s); use 'cpu', 'cuda' "
+                "or None" % (device, e)
+            ) from e
+
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                "device %r asks for CUDA, which this machine lacks; pass "
+                "device=None to use the CPU" % (device,)
+            )
+
+
+def check_class_list(classes):
+    """Returns ``classes`` as a list, or None when not given; raises
+    ``ValueError`` for anything but a list of class names.
+    """
+    if classes is None or (
+        isinstance(classes, (list, tuple)) and len(classes) == 0
+    ):
+        return None
+
+    if isinstance(classes, str) or not isinstance(classes, (list, tuple)):
+        raise ValueError(
+            "classes must be a list of class names such as ['cat', 'dog'], "
+            "got %r" % (classes,)
+        )
+
+    return list(classes)
+
+
+def check_baselines(baselines, allowed):
+    """Returns ``baselines`` as a tuple; raises ``ValueError`` for an
+    unknown one or a bare string.
+    """
+    if baselines is None:
+        return ()
+
+    if isinstance(baselines, str):
+        raise ValueError(
+            "baselines must be a list such as [%r], got the string %r"
+            % (baselines, baselines)
+        )
+
+    unknown = set(baselines) - set(allowed)
+    if unknown:
+        raise ValueError(
+            "Unknown baselines %s; use any of %s" % (sorted(unknown), allowed)
+        )
+
+    return tuple(baselines)
+
+
+def check_head(net, classes):
+    """Raises ``ValueError`` if ``net``'s classifier does not output one
+    score per class.
+    """
+    from fiftyone_dcd.models import find_classifier
+
+    try:
+        fc = find_classifier(net)
+    except ValueError:
+        return
+
+    if fc.out_features != len(classes):
+        raise ValueError(
+            "The model outputs %d classes but there are %d classes %s; "
+            "pass the model's own class list as classes=[...], or a model "
+            "with %d outputs"
+            % (fc.out_features, len(classes), list(classes)[:10], len(classes))
+        )
+
+
 def check_selection_params(k, threshold, budget, label_strategy):
     """Raises ``ValueError`` for selection parameters out of range."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if not _is_int(k) or k < 1:
         raise ValueError("k must be an integer >= 1, got %r" % (k,))
 
     if threshold is not None and not (
-        isinstance(threshold, (int, float)) and threshold > 0
+        isinstance(threshold, numbers.Real)
+        and not isinstance(threshold, bool)
+        and threshold > 0
     ):
         raise ValueError(
             "threshold must be a positive distance or None, got %r"
             % (threshold,)
         )
 
-    if budget is not None and (
-        isinstance(budget, bool) or not isinstance(budget, int) or budget < 1
-    ):
+    if budget is not None and (not _is_int(budget) or budget < 1):
         raise ValueError(
             "budget must be an integer >= 1 or None (no limit), got %r"
             % (budget,)
@@ -236,6 +359,18 @@ def check_free(dataset, overwrite, run_key=None, fields=(), tags=(), views=()):
     """Raises ``ValueError`` if a run key, fields, tags or saved views that
     a step would write already exist and ``overwrite`` is False.
     """
+    # FiftyOne tells saved views apart by a slug of their name, so another
+    # view whose name differs only in case or punctuation blocks ours
+    slugs = {fou.to_slug(v): v for v in dataset.list_saved_views()}
+    for v in views:
+        other = slugs.get(fou.to_slug(v))
+        if other is not None and other != v:
+            raise ValueError(
+                "Saved view '%s' of dataset '%s' blocks the name '%s' "
+                "(FiftyOne compares them as '%s'); use another run_key"
+                % (other, dataset.name, v, fou.to_slug(v))
+            )
+
     if overwrite:
         return
 

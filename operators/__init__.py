@@ -294,28 +294,17 @@ class TagDCDErrors(foo.Operator):
 
     def execute(self, ctx):
         p = ctx.params
-        samples = ctx.target_view()
-        num_errors = fodcd.tag_errors(
-            samples,
+        return fodcd.tag_errors(
+            ctx.target_view(),
             p["model"],
             label_field=p["label_field"],
             checkpoint=p.get("checkpoint") or None,
             run_key=p.get("run_key", "dcd"),
+            num_e_sample=p.get("num_e_sample") or None,
+            seed=p.get("seed", 0),
             overwrite=p.get("overwrite", False),
             progress=_count_progress(ctx),
         )
-        out = {"num_errors": num_errors, "num_e_sample": 0}
-        if p.get("num_e_sample"):
-            e_sample, _ = fodcd.split_e_sample(
-                samples,
-                p["num_e_sample"],
-                seed=p.get("seed", 0),
-                run_key=p.get("run_key", "dcd"),
-                overwrite=p.get("overwrite", False),
-            )
-            out["num_e_sample"] = len(e_sample)
-
-        return out
 
     def resolve_output(self, ctx):
         outputs = types.Object()

@@ -160,3 +160,16 @@ def snapshot(dataset):
         "runs": dataset.list_runs(),
         "info": dict(dataset.info),
     }
+
+
+def assert_unchanged(dataset, before):
+    """Asserts that ``dataset`` matches a :func:`snapshot`, naming the
+    first thing that differs."""
+    after = snapshot(dataset)
+    for key in before:
+        if key == "values":
+            continue
+        assert after[key] == before[key], key
+
+    for field, values in before["values"].items():
+        assert after["values"][field] == values, "values of " + field

@@ -254,3 +254,37 @@ def test_apply_dcd_splits_errors_by_fraction(
         "before debugging",
         "DCD (weak)",
     ]
+
+
+def test_overwrite_keeps_a_split_made_by_this_run(
+    small_dataset, trained_checkpoint, tmp_path
+):
+    """tag_errors splits E into the run's tags; apply_dcd(overwrite=True)
+    on those tags must not lose them when it clears the run."""
+    ds = small_dataset
+    names = RunNames("dcd")
+    out = fiftyone_dcd.tag_errors(
+        ds.match_tags(["e_sample", "heldout"]),
+        "small_cnn",
+        checkpoint=trained_checkpoint,
+        num_e_sample=20,
+        seed=1,
+    )
+    assert out["num_e_sample"] == 20
+    e_ids = set(ds.match_tags(names.e_sample_tag).values("id"))
+    ds.apply_dcd(
+        "small_cnn",
+        checkpoint=trained_checkpoint,
+        train="train",
+        test="test",
+        pool="pool",
+        e_sample=names.e_sample_tag,
+        heldout=names.heldout_tag,
+        k=2,
+        epochs=1,
+        baselines=(),
+        overwrite=True,
+        work_dir=str(tmp_path),
+    )
+    assert set(ds.match_tags(names.e_sample_tag).values("id")) == e_ids
+    assert len(ds.match_tags(names.heldout_tag)) == 100

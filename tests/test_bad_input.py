@@ -10,7 +10,7 @@ import torch
 import fiftyone as fo
 import fiftyone.operators as foo
 
-from conftest import CLASSES, snapshot
+from conftest import CLASSES, assert_unchanged, snapshot
 
 PLUGIN = "@dcd/fiftyone-dcd/"
 
@@ -159,6 +159,56 @@ CASES = [
         "Unknown baselines ['oracle']",
     ),
     ("replay of 0", dict(replay=0), None, "replay must be in (0, 1]"),
+    ("errors given with E_sample", dict(errors="heldout"), None, "not both"),
+    (
+        "pool overlaps test set",
+        None,
+        "pool_with_test",
+        "in both the pool and the test set",
+    ),
+    (
+        "test set is the training set",
+        dict(test="train"),
+        None,
+        "in both the training set and the test set",
+    ),
+    ("epochs 0", dict(epochs=0), None, "epochs must be an integer >= 1"),
+    (
+        "negative learning rate",
+        dict(lr=-1),
+        None,
+        "lr must be a positive number",
+    ),
+    (
+        "unknown device",
+        dict(device="bogus"),
+        None,
+        "device 'bogus' is not a torch device",
+    ),
+    (
+        "model head of another size",
+        None,
+        "five_outputs",
+        "The model outputs 5 classes but there are 10 classes",
+    ),
+    (
+        "baselines as a string",
+        dict(baselines="random"),
+        None,
+        "baselines must be a list such as ['random']",
+    ),
+    (
+        "classes as a string",
+        dict(classes="Bag"),
+        None,
+        "classes must be a list of class names",
+    ),
+    (
+        "embeddings checkpoint without model",
+        dict(embeddings_checkpoint="/x.pt"),
+        None,
+        "embeddings_checkpoint is given without embeddings_model",
+    ),
 ]
 
 
@@ -209,6 +259,18 @@ def _prepare(ds, edit, tmp_path):
         torch.save(torch.nn.Linear(3, 2).state_dict(), path)
         return {"checkpoint": path}
 
+    if edit == "pool_with_test":
+        test = ds.match_tags("test").limit(3)
+        test.set_values(
+            "weak_label", [fo.Classification(label=CLASSES[0])] * 3
+        )
+        return {"pool": ds.match_tags(["pool", "test"])}
+
+    if edit == "five_outputs":
+        from fiftyone_dcd.models import SmallCNN
+
+        return {"model": SmallCNN(num_classes=5)}
+
     if edit == "text_checkpoint":
         path = tmp_path / "notes.pt"
         path.write_text("weights? no")
@@ -230,14 +292,12 @@ def test_apply_dcd_bad_input_leaves_dataset_unchanged(
     with pytest.raises(ValueError, match=re.escape(message)):
         ds.apply_dcd(model, **kwargs)
 
-    after = snapshot(ds)
     if case[0] in ROLLED_BACK:
         # found only after embedding: what the run wrote is removed again,
         # which FiftyOne records as a modification time
-        for snap in (before, after):
-            del snap["values"]["last_modified_at"]
+        del before["values"]["last_modified_at"]
 
-    assert after == before
+    assert_unchanged(ds, before)
 
 
 def test_run_key_twice_without_overwrite_is_refused(small_dataset):
@@ -247,7 +307,7 @@ def test_run_key_twice_without_overwrite_is_refused(small_dataset):
     before = snapshot(ds)
     with pytest.raises(ValueError, match="already has a run 'dcd'"):
         ds.apply_dcd("small_cnn", **_apply_kwargs())
-    assert snapshot(ds) == before
+    assert_unchanged(ds, before)
 
 
 def test_view_of_another_dataset_is_refused(small_dataset):
@@ -258,7 +318,7 @@ def test_view_of_another_dataset_is_refused(small_dataset):
         small_dataset.apply_dcd(
             "small_cnn", **_apply_kwargs(pool=other.view())
         )
-    assert snapshot(small_dataset) == before
+    assert_unchanged(small_dataset, before)
     other.delete()
 
 
@@ -343,7 +403,7 @@ def test_operator_bad_input_leaves_dataset_unchanged(small_dataset, case):
             PLUGIN + name, ctx={"view": view, "params": params}
         )
     assert message in str(err.value)
-    assert snapshot(ds) == before
+    assert_unchanged(ds, before)
 
 
 def test_every_case_is_documented():
@@ -361,3 +421,58 @@ def test_every_case_is_documented():
     }
     missing = [case[0] for case in CASES if case[0] not in rows]
     assert not missing, "add these cases to docs/bad_input.md: %s" % missing
+
+
+def test_run_keys_never_share_names():
+    from fiftyone_dcd.naming import RunNames
+
+    keys = ["dcd", "x", "dcd_x", "dcdx", "X"]
+    fields = [set(RunNames(k).fields) for k in keys]
+    for i in range(len(keys)):
+        for j in range(i + 1, len(keys)):
+            assert not fields[i] & fields[j], (keys[i], keys[j])
+
+
+def test_saved_view_slug_collision_is_refused_before_writing(small_dataset):
+    import fiftyone_dcd
+
+    ds = small_dataset
+    ds.save_view("dcd_Ab_debug_train", ds.limit(1))
+    ds.set_values("vec", [np.ones(4) * i for i in range(len(ds))])
+    before = snapshot(ds)
+    with pytest.raises(ValueError, match="blocks the name"):
+        fiftyone_dcd.select_debug_train(
+            "pool", ds.match_tags("e_sample"), "vec", k=2, run_key="ab"
+        )
+    assert_unchanged(ds, before)
+
+
+def test_embeddings_of_another_size_are_not_mixed(small_dataset):
+    import fiftyone_dcd
+
+    ds = small_dataset
+    pool = ds.match_tags("pool")
+    pool.set_values("emb", [np.ones(8) for _ in range(len(pool))])
+    before = snapshot(ds)
+    with pytest.raises(ValueError, match="holds 8-dimensional vectors"):
+        fiftyone_dcd.embed(ds.match_tags("e_sample"), "small_cnn", "emb")
+    assert_unchanged(ds, before)
+
+
+def test_tag_errors_checks_the_split_before_writing(small_dataset):
+    ds = small_dataset
+    before = snapshot(ds)
+    with pytest.raises(Exception) as err:
+        foo.execute_operator(
+            PLUGIN + "tag_dcd_errors",
+            ctx={
+                "view": ds.match_tags("heldout"),
+                "params": dict(
+                    model="small_cnn",
+                    label_field="ground_truth",
+                    num_e_sample=1000,
+                ),
+            },
+        )
+    assert "num_e_sample=1000 leaves" in str(err.value)
+    assert_unchanged(ds, before)
