@@ -49,31 +49,35 @@ BASELINES = ("e_sample", "random", "all_pool")
 def _compare(
     net,
     classes,
-    train,
-    test,
-    heldout,
-    e_sample,
-    debug_train,
+    views,
     names,
     label_field,
-    pool,
     weak_label_field,
     baselines,
-    epochs,
-    lr,
-    replay,
-    batch_size,
-    num_workers,
-    seed,
-    work_dir,
-    device,
+    recipe,
     say,
     predictions=None,
 ):
     """Fine-tunes DCD and the baselines and measures them; returns the
-    report rows and timings. ``predictions`` are the model under debug's
-    ``{id: label}`` on test and heldout, predicted here when None.
+    report rows and timings.
+
+    ``views`` holds the ``train``, ``test``, ``heldout``, ``e_sample``,
+    ``debug_train`` and ``pool`` views; ``recipe`` the fine-tuning settings
+    ``epochs``, ``lr``, ``replay``, ``batch_size``, ``num_workers``,
+    ``seed``, ``work_dir`` and ``device``. ``predictions`` are the model
+    under debug's ``{id: label}`` on test and heldout, predicted here when
+    None.
     """
+    train, test, heldout = views["train"], views["test"], views["heldout"]
+    e_sample, debug_train = views["e_sample"], views["debug_train"]
+    pool = views["pool"]
+    epochs, lr, replay = recipe["epochs"], recipe["lr"], recipe["replay"]
+    batch_size, num_workers = recipe["batch_size"], recipe["num_workers"]
+    seed, work_dir, device = (
+        recipe["seed"],
+        recipe["work_dir"],
+        recipe["device"],
+    )
     timings = {"finetune": 0.0, "evaluate": 0.0}
     t = time.time()
     if predictions is None:
@@ -365,24 +369,28 @@ def finetune_dcd(
         rows, timings = _compare(
             net,
             classes,
-            train,
-            test,
-            heldout,
-            e_sample,
-            debug_train,
+            dict(
+                train=train,
+                test=test,
+                heldout=heldout,
+                e_sample=e_sample,
+                debug_train=debug_train,
+                pool=pool,
+            ),
             names,
             label_field,
-            pool,
             weak_label_field,
             baselines,
-            epochs,
-            lr,
-            replay,
-            batch_size,
-            num_workers,
-            seed,
-            work_dir,
-            device,
+            dict(
+                epochs=epochs,
+                lr=lr,
+                replay=replay,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                seed=seed,
+                work_dir=work_dir,
+                device=device,
+            ),
             say,
         )
         config = dict(
@@ -744,24 +752,28 @@ def apply_dcd(
         rows, more = _compare(
             net,
             classes,
-            train,
-            test,
-            heldout,
-            e_sample,
-            debug_train,
+            dict(
+                train=train,
+                test=test,
+                heldout=heldout,
+                e_sample=e_sample,
+                debug_train=debug_train,
+                pool=pool,
+            ),
             names,
             label_field,
-            pool,
             weak_label_field,
             baselines,
-            epochs,
-            lr,
-            replay,
-            batch_size,
-            num_workers,
-            seed,
-            work_dir,
-            device,
+            dict(
+                epochs=epochs,
+                lr=lr,
+                replay=replay,
+                batch_size=batch_size,
+                num_workers=num_workers,
+                seed=seed,
+                work_dir=work_dir,
+                device=device,
+            ),
             say,
             predictions=preds,
         )
