@@ -22,12 +22,14 @@ def compute_embeddings(
     device=None,
     skip_existing=True,
     progress=None,
+    chunk_size=4096,
 ):
     """Computes the penultimate-layer embeddings of ``net`` on ``samples``
     and stores them in the ``VectorField`` ``embeddings_field``.
 
-    Each batch is written only once computed, so an interrupted run leaves
-    complete vectors or none.
+    Vectors are written chunk by chunk, each chunk whole, so an interrupted
+    run leaves complete vectors, and a rerun with ``skip_existing=True``
+    computes only the missing ones.
 
     Args:
         samples: a FiftyOne collection
@@ -39,6 +41,7 @@ def compute_embeddings(
         skip_existing (True): whether to compute only samples whose field
             is empty
         progress (None): a callable ``progress(done, total)``
+        chunk_size (4096): samples computed and written at a time
 
     Returns:
         the number of samples computed
@@ -51,34 +54,48 @@ def compute_embeddings(
     if skip_existing:
         todo = samples.exists(embeddings_field, False)
 
-    if len(todo) == 0:
-        return 0
+    ids = todo.values("id")
+    total = len(ids)
+    for start in range(0, total, chunk_size):
+        chunk = dataset.select(ids[start : start + chunk_size], ordered=True)
+        result = run_inference(
+            net,
+            chunk,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            logits=False,
+            progress=_offset(progress, start, total),
+        )
+        if start == 0:
+            _check_size(dataset, embeddings_field, ids, result["features"])
 
-    result = run_inference(
-        net,
-        todo,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        logits=False,
-        progress=progress,
-    )
+        # each chunk is written whole, so an interrupted run leaves complete
+        # vectors that a rerun skips
+        values = dict(zip(result["ids"], result["features"]))
+        dataset.set_values(embeddings_field, values, key_field="id")
+
+    return total
+
+
+def _offset(progress, start, total):
+    if progress is None:
+        return None
+
+    return lambda done, _: progress(start + done, total)
+
+
+def _check_size(dataset, embeddings_field, ids, features):
     # vectors this call does not replace must have the same size
-    existing = dataset.exists(embeddings_field).exclude(result["ids"]).limit(1)
+    existing = dataset.exists(embeddings_field).exclude(ids).limit(1)
     if len(existing):
         dim = len(existing.first()[embeddings_field])
-        if dim != result["features"].shape[1]:
+        if dim != features.shape[1]:
             raise ValueError(
                 "Field '%s' holds %d-dimensional vectors and this model "
                 "gives %d; pass another embeddings_field, or delete that "
-                "field first"
-                % (embeddings_field, dim, result["features"].shape[1])
+                "field first" % (embeddings_field, dim, features.shape[1])
             )
-
-    values = dict(zip(result["ids"], result["features"]))
-    dataset.set_values(embeddings_field, values, key_field="id")
-
-    return len(values)
 
 
 def load_embeddings(samples, embeddings_field):

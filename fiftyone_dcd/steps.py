@@ -119,11 +119,13 @@ def embed(
     device=None,
     overwrite=False,
     progress=None,
+    chunk_size=4096,
 ):
     """Stores penultimate-layer embeddings of ``model`` on ``samples``.
 
-    Samples that already have a vector are skipped, so an interrupted run
-    resumes; ``overwrite=True`` recomputes all.
+    Vectors are written ``chunk_size`` samples at a time and samples that
+    already have one are skipped, so an interrupted run resumes where it
+    stopped; ``overwrite=True`` recomputes all.
 
     Returns:
         the number of samples computed
@@ -148,6 +150,7 @@ def embed(
         device=device,
         skip_existing=not overwrite,
         progress=progress,
+        chunk_size=chunk_size,
     )
 
 
