@@ -19,6 +19,7 @@ from fiftyone_dcd.embeddings import compute_embeddings, load_embeddings
 from fiftyone_dcd.evaluation import accuracy, format_table, predict
 from fiftyone_dcd.naming import RunNames, check_run_key
 from fiftyone_dcd.runs import clear_run, save_run, undo_on_failure
+from fiftyone_dcd.selection import resolve_k_threshold, select_nearest
 from fiftyone_dcd.steps import (
     _tag_misclassified,
     default_work_dir,
@@ -71,7 +72,7 @@ def _compare(
     train, test, heldout = views["train"], views["test"], views["heldout"]
     e_sample, debug_train = views["e_sample"], views["debug_train"]
     pool = views["pool"]
-    epochs, lr, replay = recipe["epochs"], recipe["lr"], recipe["replay"]
+    epochs, lr = recipe["epochs"], recipe["lr"]
     batch_size, num_workers = recipe["batch_size"], recipe["num_workers"]
     seed, work_dir, device = (
         recipe["seed"],
@@ -99,9 +100,7 @@ def _compare(
 
     timings["evaluate"] += time.time() - t
 
-    replayed = train
-    if replay < 1:
-        replayed = _random_subset(train, int(round(replay * len(train))), seed)
+    replayed = _replayed(train, recipe)
 
     num_selected = len(debug_train)
     base = [(replayed, label_field), (e_sample, label_field)]
@@ -175,6 +174,56 @@ def _compare(
         row["heldout change"] = row["heldout acc"] - before["heldout acc"]
 
     return rows, timings
+
+
+def _first_round(
+    net,
+    classes,
+    views,
+    embeddings_field,
+    label_field,
+    weak_label_field,
+    quantile,
+    recipe,
+):
+    """Fine-tunes a copy of ``net`` on the training data, E_sample and the
+    pool images within an automatic threshold of E_sample in
+    ``embeddings_field``, with their weak labels; nothing is written to the
+    dataset. Returns the copy.
+    """
+    train, pool, e_sample = views["train"], views["pool"], views["e_sample"]
+    pool_ids, X = load_embeddings(pool, embeddings_field)
+    _, Q = load_embeddings(e_sample, embeddings_field)
+    chosen = resolve_k_threshold(Q, quantile=quantile)
+    sel = select_nearest(Q, X, chosen["k"], threshold=chosen["threshold"])
+    first = pool.select([pool_ids[i] for i in sel.pool_index])
+    replayed = _replayed(train, recipe)
+    logger.info("Round 1: fine-tuning with %d pool images", len(first))
+
+    return finetune(
+        net,
+        [
+            (replayed, label_field),
+            (e_sample, label_field),
+            (first, weak_label_field),
+        ],
+        classes,
+        os.path.join(recipe["work_dir"], "round1"),
+        epochs=recipe["epochs"],
+        lr=recipe["lr"],
+        batch_size=recipe["batch_size"],
+        num_workers=recipe["num_workers"],
+        seed=recipe["seed"],
+    )
+
+
+def _replayed(train, recipe):
+    if recipe["replay"] >= 1:
+        return train
+
+    return _random_subset(
+        train, int(round(recipe["replay"] * len(train))), recipe["seed"]
+    )
 
 
 def _random_subset(samples, size, seed):
@@ -479,10 +528,12 @@ def apply_dcd(
     embeddings_model=None,
     embeddings_checkpoint=None,
     embeddings_field=None,
-    k=20,
+    k=None,
     threshold=None,
     budget=None,
-    label_strategy="weak",
+    label_strategy="agree",
+    quantile=None,
+    rounds=2,
     epochs=2,
     lr=0.01,
     replay=1.0,
@@ -549,13 +600,26 @@ def apply_dcd(
         embeddings_checkpoint (None): a state dict for ``embeddings_model``
         embeddings_field (None): an existing vector field of embeddings to
             select with; by default ``<prefix>_embeddings`` is computed
-        k (20): neighbours per E_sample image
-        threshold (None): the largest l2 distance selected
+        k (None): neighbours per E_sample image; None chooses from
+            E_sample (see ``threshold``)
+        threshold (None): the largest l2 distance selected; with neither
+            ``k`` nor ``threshold``, it is chosen from E_sample as the
+            ``quantile`` of the E_sample images' distances to their nearest
+            other E_sample image, and the run records what was chosen
         budget (None): the most pool images selected
-        label_strategy ("weak"): how selected images are labelled:
+        label_strategy ("agree"): how selected images are labelled:
             ``"weak"`` (their weak label), ``"query"`` (the label of the
             E_sample image that found them) or ``"agree"`` (weak labels,
             only where they equal the query's)
+        quantile (None): for an automatic threshold, the share of E's own
+            images it aims to reach; None is
+            :data:`fiftyone_dcd.selection.DEFAULT_QUANTILE`
+        rounds (2): 1 selects once, in the features of the model under
+            debug (or ``embeddings_model``); 2 first fine-tunes a copy of
+            the model on a first selection (automatic threshold, weak
+            labels), then selects the debug-train set in that copy's
+            features (stored in ``<prefix>_refined_embeddings``), where
+            images of the error distribution group by class
         epochs (2): fine-tuning epochs
         lr (0.01): the fine-tuning learning rate
         replay (1.0): the share of ``train`` replayed while fine-tuning
@@ -636,7 +700,11 @@ def apply_dcd(
         val.check_disjoint(errors, pool, "error set", "pool")
         val.check_disjoint(errors, test, "error set", "test set")
 
-    val.check_selection_params(k, threshold, budget, label_strategy)
+    val.check_selection_params(
+        k, threshold, budget, label_strategy, quantile=quantile
+    )
+    val.check_rounds(rounds)
+
     embeddings_field = embeddings_field or names.embeddings
     user_embeddings = embeddings_field != names.embeddings
     if user_embeddings:
@@ -733,19 +801,57 @@ def apply_dcd(
         )
         timings["predict"] = time.time() - t
 
+        recipe = dict(
+            epochs=epochs,
+            lr=lr,
+            replay=replay,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            seed=seed,
+            work_dir=work_dir,
+            device=device,
+        )
+        select_field = embeddings_field
+        if rounds == 2:
+            say(0.2, "Round 1: fine-tuning on a first selection")
+            t = time.time()
+            refined = _first_round(
+                net,
+                classes,
+                dict(train=train, pool=pool, e_sample=e_sample),
+                embeddings_field,
+                label_field,
+                weak_label_field,
+                quantile,
+                recipe,
+            )
+            compute_embeddings(
+                pool.concat(e_sample),
+                refined,
+                names.refined_embeddings,
+                batch_size=2 * batch_size,
+                num_workers=num_workers,
+                device=device,
+                skip_existing=True,
+            )
+            select_field = names.refined_embeddings
+            timings["first_round"] = time.time() - t
+
         say(0.25, "Selecting debug-train")
         t = time.time()
-        debug_train = select_debug_train(
+        debug_train, chosen = select_debug_train(
             pool,
             e_sample,
-            embeddings_field,
+            select_field,
             label_field=label_field,
             weak_label_field=weak_label_field,
             k=k,
             threshold=threshold,
             budget=budget,
             label_strategy=label_strategy,
+            quantile=quantile,
             run_key=run_key,
+            return_info=True,
         )
         timings["select"] = time.time() - t
 
@@ -764,20 +870,14 @@ def apply_dcd(
             label_field,
             weak_label_field,
             baselines,
-            dict(
-                epochs=epochs,
-                lr=lr,
-                replay=replay,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                seed=seed,
-                work_dir=work_dir,
-                device=device,
-            ),
+            recipe,
             say,
             predictions=preds,
         )
-        rows[1]["method"] = "DCD (%s)" % label_strategy
+        rows[1]["method"] = "DCD (%s%s)" % (
+            label_strategy,
+            ", 2 rounds" if rounds == 2 else "",
+        )
         timings.update(more)
         config = dict(
             method="dcd",
@@ -788,10 +888,14 @@ def apply_dcd(
             label_field=label_field,
             weak_label_field=weak_label_field,
             classes=classes,
-            k=k,
-            threshold=threshold,
+            k=chosen["k"],
+            threshold=chosen["threshold"],
+            chosen_automatically=chosen["auto"],
             budget=budget,
             label_strategy=label_strategy,
+            quantile=quantile,
+            rounds=rounds,
+            selected_with=select_field,
             epochs=epochs,
             lr=lr,
             replay=replay,

@@ -9,6 +9,9 @@ import logging
 import os
 import sys
 
+from fiftyone_dcd.data.noise import NOISE_TYPES
+from fiftyone_dcd.selection import LABEL_STRATEGIES
+
 
 def _doctor(args):
     from fiftyone_dcd import database
@@ -62,6 +65,7 @@ def _demo(args):
             seed=args.seed,
             k=args.k,
             label_strategy=args.label_strategy,
+            rounds=args.rounds,
             epochs=args.epochs,
             num_workers=args.num_workers,
             scenario_kwargs=scenario,
@@ -118,9 +122,7 @@ def main(argv=None):
     )
     p.add_argument("--seed", type=int, default=51)
     p.add_argument("--pool-size", type=int, default=30000)
-    p.add_argument(
-        "--noise", default="symmetric", choices=["symmetric", "pair_flip"]
-    )
+    p.add_argument("--noise", default="symmetric", choices=NOISE_TYPES)
     p.add_argument("--noise-rate", type=float, default=0.4)
     p.add_argument(
         "--shift",
@@ -128,9 +130,23 @@ def main(argv=None):
         help="the deployment shift (default: %(default)s)",
     )
     p.add_argument("--num-e-sample", type=int, default=100)
-    p.add_argument("--k", type=int, default=20)
     p.add_argument(
-        "--label-strategy", default="weak", choices=["weak", "query", "agree"]
+        "--k",
+        type=int,
+        default=None,
+        help="neighbours per E_sample image (default: a distance threshold "
+        "chosen from E_sample)",
+    )
+    p.add_argument(
+        "--label-strategy", default="agree", choices=LABEL_STRATEGIES
+    )
+    p.add_argument(
+        "--rounds",
+        type=int,
+        default=2,
+        choices=[1, 2],
+        help="2 selects again in the features of a model fine-tuned on a "
+        "first selection (default: %(default)s)",
     )
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--num-workers", type=int, default=1)

@@ -26,8 +26,9 @@ def run_demo(
     cache_dir=None,
     seed=51,
     train_epochs=8,
-    k=20,
-    label_strategy="weak",
+    k=None,
+    label_strategy="agree",
+    rounds=2,
     epochs=2,
     lr=0.01,
     num_workers=1,
@@ -89,6 +90,7 @@ def run_demo(
         true_label_field="true_label",
         k=k,
         label_strategy=label_strategy,
+        rounds=rounds,
         epochs=epochs,
         lr=lr,
         num_workers=num_workers,
@@ -120,6 +122,9 @@ def format_result(result):
             100 * result.get("label_purity", float("nan")),
         ),
     ]
+    if result["config"].get("chosen_automatically"):
+        lines.append("chosen: " + result["config"]["chosen_automatically"])
+
     rand = rows.get("E_sample + random pool")
     if rand is not None:
         lines.append(

@@ -35,6 +35,8 @@ class RunNames(object):
 
     Attributes:
         embeddings: VectorField of penultimate-layer features
+        refined_embeddings: VectorField of features of the model
+            fine-tuned in a first round (runs with ``rounds=2``)
         pred_before: Classification predicted by the model under debug
         pred_after: Classification predicted by the fine-tuned model
         distance: l2 distance of a selected pool image to its query
@@ -48,6 +50,7 @@ class RunNames(object):
         p = field_prefix(run_key)
         self.run_key = run_key
         self.embeddings = p + "_embeddings"
+        self.refined_embeddings = p + "_refined_embeddings"
         self.pred_before = p + "_pred_before"
         self.pred_after = p + "_pred_after"
         self.distance = p + "_distance"
@@ -64,6 +67,7 @@ class RunNames(object):
         """The sample fields a run may write."""
         return [
             self.embeddings,
+            self.refined_embeddings,
             self.pred_before,
             self.pred_after,
             self.distance,

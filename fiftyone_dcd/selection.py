@@ -86,6 +86,108 @@ def knn(
     )
 
 
+#: neighbours per query when no k is given: the cap under an automatic
+#: threshold, which does the real choosing
+AUTO_MAX_K = 500
+
+#: the share of E's own images an automatic threshold is meant to reach
+DEFAULT_QUANTILE = 0.8
+
+
+def leave_one_out_distances(queries: np.ndarray) -> np.ndarray:
+    """Distance from each query to its nearest other query.
+
+    These are distances from a draw of the error distribution to the
+    nearest of the other draws, so a pool image of that distribution lies
+    within their ``q``-quantile of its nearest query with probability about
+    ``q``.
+
+    Args:
+        queries: a float ``(Q, D)`` array, ``Q >= 2``
+
+    Returns:
+        a float64 ``(Q,)`` array
+    """
+    queries = np.asarray(queries, dtype=np.float64)
+    if len(queries) < 2:
+        raise ValueError(
+            "An automatic threshold needs at least 2 E_sample images; give "
+            "k or threshold yourself"
+        )
+
+    sq = np.einsum("ij,ij->i", queries, queries)
+    d2 = sq[:, None] - 2.0 * queries @ queries.T + sq[None, :]
+    np.fill_diagonal(d2, np.inf)
+
+    return np.sqrt(np.maximum(d2.min(axis=1), 0.0))
+
+
+def auto_threshold(queries: np.ndarray, quantile=DEFAULT_QUANTILE) -> float:
+    """The ``quantile`` of the queries' leave-one-out nearest-neighbour
+    distances (see :func:`leave_one_out_distances`): a distance threshold
+    chosen from the queries alone, expected to keep about that share of
+    the pool's images from the queries' distribution.
+    """
+    if not 0.0 < quantile <= 1.0:
+        raise ValueError("quantile must be in (0, 1], got %r" % (quantile,))
+
+    return float(np.quantile(leave_one_out_distances(queries), quantile))
+
+
+#: k when the user gives none and E_sample is too small for a threshold
+DEFAULT_K = 20
+
+
+def resolve_k_threshold(queries, k=None, threshold=None, quantile=None):
+    """Fills in what the user left out of ``k`` and ``threshold``.
+
+    -   neither: the threshold is :func:`auto_threshold` of the queries and
+        ``k`` is capped at :data:`AUTO_MAX_K` (with a single query, which
+        has no leave-one-out distance, ``k`` is :data:`DEFAULT_K`);
+    -   a threshold only: ``k`` is capped at :data:`AUTO_MAX_K`;
+    -   ``k`` (with or without a threshold): as given.
+
+    Args:
+        queries: the ``(Q, D)`` query vectors
+        k (None): neighbours per query, or None
+        threshold (None): the largest distance kept, or None
+        quantile (None): the quantile of an automatic threshold; None is
+            :data:`DEFAULT_QUANTILE`
+
+    Returns:
+        a dict with ``k``, ``threshold``, and ``auto``: a sentence saying
+        what was chosen and how, or None when nothing was
+    """
+    quantile = DEFAULT_QUANTILE if quantile is None else quantile
+    if k is not None:
+        return {"k": int(k), "threshold": threshold, "auto": None}
+
+    if threshold is not None:
+        return {
+            "k": AUTO_MAX_K,
+            "threshold": float(threshold),
+            "auto": "k capped at %d under the given threshold" % AUTO_MAX_K,
+        }
+
+    if len(queries) < 2:
+        return {
+            "k": DEFAULT_K,
+            "threshold": None,
+            "auto": "k=%d: one E_sample image gives no distance scale for "
+            "a threshold" % DEFAULT_K,
+        }
+
+    t = auto_threshold(queries, quantile)
+
+    return {
+        "k": AUTO_MAX_K,
+        "threshold": t,
+        "auto": "threshold %.4g: the %g-quantile of E_sample's "
+        "leave-one-out nearest-neighbour distances; k capped at %d"
+        % (t, quantile, AUTO_MAX_K),
+    }
+
+
 @dataclass
 class Selection:
     """The pool images chosen for a set of queries.

@@ -23,7 +23,11 @@ from fiftyone_dcd.embeddings import compute_embeddings, load_embeddings
 from fiftyone_dcd.evaluation import accuracy, predict
 from fiftyone_dcd.models import build_model
 from fiftyone_dcd.naming import RunNames
-from fiftyone_dcd.selection import assign_labels, select_nearest
+from fiftyone_dcd.selection import (
+    assign_labels,
+    resolve_k_threshold,
+    select_nearest,
+)
 from fiftyone_dcd.training import save_weights, train_classifier
 
 logger = logging.getLogger(__name__)
@@ -289,15 +293,20 @@ def select_debug_train(
     embeddings_field,
     label_field="ground_truth",
     weak_label_field="weak_label",
-    k=20,
+    k=None,
     threshold=None,
     budget=None,
-    label_strategy="weak",
+    label_strategy="agree",
+    quantile=None,
     run_key="dcd",
     overwrite=False,
+    return_info=False,
 ):
     """Selects the debug-train set: for each E_sample image, its ``k``
-    nearest pool images by l2 distance in ``embeddings_field``.
+    nearest pool images by l2 distance in ``embeddings_field``, or, when
+    neither ``k`` nor ``threshold`` is given, the pool images about as near
+    to an E_sample image as E_sample's images are to each other (see
+    :func:`fiftyone_dcd.selection.resolve_k_threshold`).
 
     Writes on each selected pool sample its distance, the id of the
     E_sample image that found it, and the label it will be trained with,
@@ -311,16 +320,24 @@ def select_debug_train(
         embeddings_field: a vector field set on both
         label_field ("ground_truth"): E_sample's labels
         weak_label_field ("weak_label"): the pool's weak labels
-        k (20): neighbours per E_sample image
-        threshold (None): the largest l2 distance selected
+        k (None): neighbours per E_sample image; chosen from E_sample
+            when None
+        threshold (None): the largest l2 distance selected; chosen from
+            E_sample when neither it nor ``k`` is given
         budget (None): the most images selected in total
-        label_strategy ("weak"): ``"weak"``, ``"query"`` or ``"agree"``
+        label_strategy ("agree"): ``"weak"``, ``"query"`` or ``"agree"``
             (see :func:`fiftyone_dcd.selection.assign_labels`)
+        quantile (None): for an automatic threshold, the share of E's own
+            images it aims to reach (default
+            :data:`fiftyone_dcd.selection.DEFAULT_QUANTILE`)
         run_key ("dcd"): the run key
         overwrite (False): whether to replace this run's earlier selection
+        return_info (False): whether to also return what was chosen
 
     Returns:
-        the debug-train view
+        the debug-train view, or ``(view, info)`` with ``return_info``:
+        ``info`` has ``k``, ``threshold``, ``auto`` (a sentence, or None
+        when nothing was chosen automatically) and ``num_selected``
     """
     ensure_database()
     val.check_collection(e_sample, "E_sample")
@@ -329,7 +346,9 @@ def select_debug_train(
     names = RunNames(run_key)
     pool = val.resolve_view(dataset, pool, "pool")
     e_sample = val.resolve_view(dataset, e_sample, "E_sample")
-    val.check_selection_params(k, threshold, budget, label_strategy)
+    val.check_selection_params(
+        k, threshold, budget, label_strategy, quantile=quantile
+    )
     val.check_label_field(e_sample, label_field, "E_sample")
     val.check_label_field(pool, weak_label_field, "pool weak")
     val.check_disjoint(pool, e_sample, "pool", "E_sample")
@@ -352,14 +371,16 @@ def select_debug_train(
         views=[names.debug_train_view],
     )
 
+    chosen = resolve_k_threshold(Q, k, threshold, quantile)
+    k, threshold = chosen["k"], chosen["threshold"]
     sel = select_nearest(Q, X, k, threshold=threshold, budget=budget)
     weak = dict(zip(*pool.values(["id", weak_label_field + ".label"])))
     query_label = dict(zip(*e_sample.values(["id", label_field + ".label"])))
-    chosen = [pool_ids[i] for i in sel.pool_index]
+    found = [pool_ids[i] for i in sel.pool_index]
     queries = [query_ids[i] for i in sel.query_index]
     labels, keep = assign_labels(
         label_strategy,
-        [weak[i] for i in chosen],
+        [weak[i] for i in found],
         [query_label[q] for q in queries],
     )
     if not keep.any():
@@ -370,14 +391,14 @@ def select_debug_train(
         raise ValueError(
             "The selection is empty: %d images were found but none was "
             "kept (k=%r, threshold=%r, label_strategy=%r); %s"
-            % (len(chosen), k, threshold, label_strategy, hint)
+            % (len(found), k, threshold, label_strategy, hint)
         )
 
     if overwrite:
         clear_selection(dataset, names)
 
     keep_idx = np.flatnonzero(keep)
-    ids = [chosen[j] for j in keep_idx]
+    ids = [found[j] for j in keep_idx]
     dataset.set_values(
         names.distance,
         {ids[n]: float(sel.distance[j]) for n, j in enumerate(keep_idx)},
@@ -398,9 +419,30 @@ def select_debug_train(
     )
     dataset.select(ids).tag_samples(names.debug_train_tag)
     view = dataset.match_tags(names.debug_train_tag).sort_by(names.distance)
-    dataset.save_view(names.debug_train_view, view, overwrite=overwrite)
+    info = dict(chosen, num_selected=len(ids))
+    dataset.save_view(
+        names.debug_train_view,
+        view,
+        description=_describe_selection(info, label_strategy),
+        overwrite=overwrite,
+    )
 
-    return view
+    return (view, info) if return_info else view
+
+
+def _describe_selection(info, label_strategy):
+    text = "DCD debug-train: %d images, k=%d" % (
+        info["num_selected"],
+        info["k"],
+    )
+    if info["threshold"] is not None:
+        text += ", threshold %.4g" % info["threshold"]
+
+    text += ", %s labels" % label_strategy
+    if info["auto"]:
+        text += " (chosen: %s)" % info["auto"]
+
+    return text
 
 
 def clear_selection(dataset, names):

@@ -70,7 +70,6 @@ def train_classifier(
     Returns:
         ``net``, trained, in eval mode
     """
-    os.makedirs(work_dir, exist_ok=True)
     loader = make_loader(
         parts,
         get_preprocess(net),
@@ -81,6 +80,23 @@ def train_classifier(
         augment=augment,
         seed=seed,
     )
+
+    return train_on_loader(
+        net, loader, classes, work_dir, epochs=epochs, lr=lr, seed=seed
+    )
+
+
+def train_on_loader(net, loader, classes, work_dir, epochs=3, lr=0.05, seed=0):
+    """Trains ``net`` in place with an mmengine ``Runner`` on a loader of
+    dicts with ``inputs`` and ``labels`` (and optionally ``ids``).
+
+    The recipe of :func:`train_classifier`, for data that is not in a
+    dataset (benchmarks over in-memory arrays use it).
+
+    Returns:
+        ``net``, trained, in eval mode
+    """
+    os.makedirs(work_dir, exist_ok=True)
     # mmengine hands dataset metadata to its visualizer and warns without it
     loader.dataset.metainfo = {"classes": tuple(classes)}
     runner = Runner(

@@ -327,10 +327,25 @@ def check_head(net, classes):
         )
 
 
-def check_selection_params(k, threshold, budget, label_strategy):
+def check_selection_params(
+    k, threshold, budget, label_strategy, quantile=None
+):
     """Raises ``ValueError`` for selection parameters out of range."""
-    if not _is_int(k) or k < 1:
-        raise ValueError("k must be an integer >= 1, got %r" % (k,))
+    if k is not None and (not _is_int(k) or k < 1):
+        raise ValueError(
+            "k must be an integer >= 1, or None to choose it from E_sample; "
+            "got %r" % (k,)
+        )
+
+    if quantile is not None and not (
+        isinstance(quantile, numbers.Real)
+        and not isinstance(quantile, bool)
+        and 0 < quantile <= 1
+    ):
+        raise ValueError(
+            "quantile must be in (0, 1] (the share of E's own images an "
+            "automatic threshold aims to reach), got %r" % (quantile,)
+        )
 
     if threshold is not None and not (
         isinstance(threshold, numbers.Real)
@@ -352,6 +367,16 @@ def check_selection_params(k, threshold, budget, label_strategy):
         raise ValueError(
             "Unknown label strategy %r; use one of %s"
             % (label_strategy, LABEL_STRATEGIES)
+        )
+
+
+def check_rounds(rounds):
+    """Raises ``ValueError`` unless ``rounds`` is 1 or 2."""
+    if isinstance(rounds, bool) or rounds not in (1, 2):
+        raise ValueError(
+            "rounds must be 1 (select once) or 2 (select again in the "
+            "features of a model fine-tuned on a first selection), got %r"
+            % (rounds,)
         )
 
 

@@ -150,6 +150,47 @@ def _none_if_zero(value):
     return value if value else None
 
 
+def _selection_inputs(inputs):
+    inputs.int(
+        "k",
+        default=0,
+        label="k",
+        description="Neighbours per E_sample image; 0 chooses a distance "
+        "threshold from E_sample instead",
+    )
+    inputs.float(
+        "threshold",
+        default=0.0,
+        label="Distance threshold",
+        description="The largest l2 distance selected; 0 for none",
+    )
+    inputs.int(
+        "budget",
+        default=0,
+        label="Budget",
+        description="The most images selected; 0 for none",
+    )
+    inputs.enum(
+        "label_strategy",
+        list(LABEL_STRATEGIES),
+        default="agree",
+        label="Label strategy",
+        description="weak: the pool's label; query: the label of the "
+        "E_sample image that found it; agree: weak labels, only where the "
+        "two agree",
+        view=types.DropdownView(),
+    )
+
+
+def _selection_params(p):
+    return dict(
+        k=_none_if_zero(p.get("k")),
+        threshold=_none_if_zero(p.get("threshold")),
+        budget=_none_if_zero(p.get("budget")),
+        label_strategy=p.get("label_strategy", "agree"),
+    )
+
+
 class TrainDCDModel(foo.Operator):
     @property
     def config(self):
@@ -353,31 +394,7 @@ class SelectDebugTrain(foo.Operator):
             "weak_label",
             "The pool's weak labels",
         )
-        inputs.int(
-            "k",
-            default=20,
-            label="k",
-            description="Neighbours per " "E_sample image",
-        )
-        inputs.float(
-            "threshold",
-            default=0.0,
-            label="Distance threshold",
-            description="0 for none",
-        )
-        inputs.int(
-            "budget",
-            default=0,
-            label="Budget",
-            description="The most images selected; 0 for none",
-        )
-        inputs.enum(
-            "label_strategy",
-            list(LABEL_STRATEGIES),
-            default="weak",
-            label="Label strategy",
-            view=types.DropdownView(),
-        )
+        _selection_inputs(inputs)
         _run_inputs(inputs)
 
         return _form(self, inputs)
@@ -390,12 +407,9 @@ class SelectDebugTrain(foo.Operator):
             p["embeddings_field"],
             label_field=p["label_field"],
             weak_label_field=p["weak_label_field"],
-            k=p.get("k", 20),
-            threshold=_none_if_zero(p.get("threshold")),
-            budget=_none_if_zero(p.get("budget")),
-            label_strategy=p.get("label_strategy", "weak"),
             run_key=p.get("run_key", "dcd"),
             overwrite=p.get("overwrite", False),
+            **_selection_params(p),
         )
         names = fodcd.RunNames(p.get("run_key", "dcd"))
 
@@ -559,13 +573,15 @@ class ApplyDCD(foo.Operator):
             "weak_label",
             "The pool's weak labels",
         )
-        inputs.int("k", default=20, label="k")
+        _selection_inputs(inputs)
         inputs.enum(
-            "label_strategy",
-            list(LABEL_STRATEGIES),
-            default="weak",
-            label="Label strategy",
-            view=types.DropdownView(),
+            "rounds",
+            [1, 2],
+            default=2,
+            label="Rounds",
+            description="2: select again in the features of a model "
+            "fine-tuned on a first selection; 1: select once",
+            view=types.RadioGroup(),
         )
         _finetune_inputs(inputs)
         _run_inputs(inputs)
@@ -584,8 +600,6 @@ class ApplyDCD(foo.Operator):
             label_field=p["label_field"],
             weak_label_field=p["weak_label_field"],
             checkpoint=p.get("checkpoint") or None,
-            k=p.get("k", 20),
-            label_strategy=p.get("label_strategy", "weak"),
             baselines=p.get("baselines", fodcd.api.BASELINES),
             epochs=p.get("epochs", 2),
             lr=p.get("lr", 0.01),
@@ -594,6 +608,8 @@ class ApplyDCD(foo.Operator):
             work_dir=p.get("work_dir") or None,
             overwrite=p.get("overwrite", False),
             progress=_progress(ctx),
+            rounds=int(p.get("rounds", 2)),
+            **_selection_params(p),
         )
 
         return {

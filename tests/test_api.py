@@ -53,12 +53,26 @@ def test_apply_dcd_selects_brute_force_neighbours(
     )
     names = RunNames("dcd")
 
-    # selection == brute force over the stored embeddings
+    # two rounds (the default): selection == brute force over the features
+    # of the model fine-tuned in round 1, then the agree filter
     pool = ds.match_tags("pool")
     e_sample = ds.match_tags("e_sample")
-    p_ids, P = pool.values(["id", names.embeddings])
-    q_ids, Q = e_sample.values(["id", names.embeddings])
-    expected = brute_force_selection(np.array(Q), q_ids, np.array(P), p_ids, k)
+    p_ids, P, weak_all = pool.values(
+        ["id", names.refined_embeddings, "weak_label.label"]
+    )
+    q_ids, Q, q_labels = e_sample.values(
+        ["id", names.refined_embeddings, "ground_truth.label"]
+    )
+    _, P0 = pool.values(["id", names.embeddings])
+    assert not np.allclose(np.array(P), np.array(P0))
+    found = brute_force_selection(np.array(Q), q_ids, np.array(P), p_ids, k)
+    weak_of = dict(zip(p_ids, weak_all))
+    label_of = dict(zip(q_ids, q_labels))
+    expected = {
+        i: v for i, v in found.items() if weak_of[i] == label_of[v[1]]
+    }
+    assert 0 < len(expected) < len(found)
+    assert result["config"]["selected_with"] == names.refined_embeddings
     view = ds.load_saved_view(names.debug_train_view)
     got_ids, dists, queries = view.values(
         ["id", names.distance, names.query_id]
@@ -71,7 +85,7 @@ def test_apply_dcd_selects_brute_force_neighbours(
 
     assert dists == sorted(dists)
 
-    # weak strategy: assigned label is the weak label
+    # agree strategy: the assigned label is the weak label
     weak, assigned = view.values(
         ["weak_label.label", names.assigned_label + ".label"]
     )
@@ -79,7 +93,7 @@ def test_apply_dcd_selects_brute_force_neighbours(
 
     # accuracies in the report equal those computed from stored predictions
     rows = {r["method"]: r for r in result["rows"]}
-    before, dcd = rows["before debugging"], rows["DCD (weak)"]
+    before, dcd = rows["before debugging"], rows["DCD (agree, 2 rounds)"]
     test, heldout = ds.match_tags("test"), ds.match_tags("heldout")
     assert before["test acc"] == pytest.approx(
         hand_accuracy(test, names.pred_before)
@@ -95,7 +109,7 @@ def test_apply_dcd_selects_brute_force_neighbours(
     )
     assert set(rows) == {
         "before debugging",
-        "DCD (weak)",
+        "DCD (agree, 2 rounds)",
         "E_sample only",
         "E_sample + random pool",
         "E_sample + all of F",
@@ -174,13 +188,18 @@ def test_same_run_key_twice_is_refused_unless_overwrite(
         ds, "small_cnn", "dcd_embeddings", checkpoint=trained_checkpoint
     )
     pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
-    v1 = fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings", k=3)
+    kw = dict(label_strategy="weak")
+    v1 = fiftyone_dcd.select_debug_train(
+        pool, e_sample, "dcd_embeddings", k=3, **kw
+    )
     n1 = len(v1)
     with pytest.raises(ValueError, match="already has"):
-        fiftyone_dcd.select_debug_train(pool, e_sample, "dcd_embeddings", k=6)
+        fiftyone_dcd.select_debug_train(
+            pool, e_sample, "dcd_embeddings", k=6, **kw
+        )
     assert len(ds.load_saved_view("dcd_debug_train")) == n1
     v2 = fiftyone_dcd.select_debug_train(
-        pool, e_sample, "dcd_embeddings", k=6, overwrite=True
+        pool, e_sample, "dcd_embeddings", k=6, overwrite=True, **kw
     )
     assert len(v2) > n1
     assert len(ds.match_tags("dcd:dcd:debug_train")) == len(v2)
@@ -237,6 +256,8 @@ def test_apply_dcd_splits_errors_by_fraction(
         errors=errors,
         num_e_sample=0.25,
         k=2,
+        label_strategy="weak",
+        rounds=1,
         epochs=1,
         baselines=(),
         run_key="split",
@@ -281,6 +302,7 @@ def test_overwrite_keeps_a_split_made_by_this_run(
         e_sample=names.e_sample_tag,
         heldout=names.heldout_tag,
         k=2,
+        rounds=1,
         epochs=1,
         baselines=(),
         overwrite=True,
@@ -288,3 +310,46 @@ def test_overwrite_keeps_a_split_made_by_this_run(
     )
     assert set(ds.match_tags(names.e_sample_tag).values("id")) == e_ids
     assert len(ds.match_tags(names.heldout_tag)) == 100
+
+
+def test_apply_dcd_chooses_the_threshold_from_e_sample(
+    small_dataset, trained_checkpoint, tmp_path
+):
+    ds = small_dataset
+    result = ds.apply_dcd(
+        "small_cnn",
+        checkpoint=trained_checkpoint,
+        train="train",
+        test="test",
+        pool="pool",
+        e_sample="e_sample",
+        heldout="heldout",
+        label_strategy="weak",
+        rounds=1,
+        quantile=0.6,
+        epochs=1,
+        baselines=(),
+        run_key="auto",
+        work_dir=str(tmp_path),
+    )
+    names = RunNames("auto")
+    p_ids, P = ds.match_tags("pool").values(["id", names.embeddings])
+    Q = np.array(ds.match_tags("e_sample").values(names.embeddings))
+    P = np.array(P)
+
+    # by hand: each E_sample image's distance to its nearest other one
+    dq = np.linalg.norm(Q[:, None] - Q[None], axis=2)
+    np.fill_diagonal(dq, np.inf)
+    t = np.quantile(dq.min(axis=1), 0.6)
+    config = result["config"]
+    assert config["threshold"] == pytest.approx(t, rel=1e-6)
+    assert "0.6-quantile" in config["chosen_automatically"]
+
+    # selected: exactly the pool images within t of some E_sample image
+    nearest = np.linalg.norm(P[:, None] - Q[None], axis=2).min(axis=1)
+    expected = {i for i, d in zip(p_ids, nearest) if d <= t}
+    got = set(ds.load_saved_view(names.debug_train_view).values("id"))
+    assert got == expected and 0 < len(got) < len(p_ids)
+    assert "chosen: threshold" in ds.get_saved_view_info(
+        names.debug_train_view
+    ).get("description", "")

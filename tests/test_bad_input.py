@@ -65,6 +65,13 @@ CASES = [
         "it must hold fo.Classification",
     ),
     ("k <= 0", dict(k=0), None, "k must be an integer >= 1"),
+    ("rounds 3", dict(rounds=3), None, "rounds must be 1 (select once)"),
+    (
+        "automatic threshold quantile out of range",
+        dict(k=None, quantile=1.5),
+        None,
+        "quantile must be in (0, 1]",
+    ),
     (
         "unknown label strategy",
         dict(label_strategy="vote"),

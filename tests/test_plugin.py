@@ -121,6 +121,7 @@ def test_step_operators_end_to_end(
         weak_label_field="weak_label",
         k=4,
         budget=50,
+        label_strategy="weak",
     )
     assert out["num_selected"] == 50
     view = ds.load_saved_view(out["saved_view"])
@@ -173,6 +174,8 @@ def test_apply_dcd_operator(small_dataset, trained_checkpoint, tmp_path):
         label_field="ground_truth",
         weak_label_field="weak_label",
         k=3,
+        rounds=1,
+        label_strategy="weak",
         baselines=[],
         epochs=1,
         run_key="night",

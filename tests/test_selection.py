@@ -4,7 +4,16 @@ cases."""
 import numpy as np
 import pytest
 
-from fiftyone_dcd.selection import assign_labels, knn, select_nearest
+from fiftyone_dcd.selection import (
+    AUTO_MAX_K,
+    DEFAULT_K,
+    assign_labels,
+    auto_threshold,
+    knn,
+    leave_one_out_distances,
+    resolve_k_threshold,
+    select_nearest,
+)
 
 
 def brute_force(queries, pool, k):
@@ -96,3 +105,58 @@ def test_label_strategies_on_known_case():
     assert list(labels[keep]) == ["cat", "dog"]
     with pytest.raises(ValueError, match="Unknown label strategy 'vote'"):
         assign_labels("vote", weak, query)
+
+
+def test_leave_one_out_distances_on_a_line():
+    # neighbours: 0->1 (1), 1->0 (1), 3->1 (2), 6->3 (3)
+    q = np.array([[0.0], [1.0], [3.0], [6.0]])
+    np.testing.assert_allclose(leave_one_out_distances(q), [1, 1, 2, 3])
+    # numpy's linear quantile of [1, 1, 2, 3]: median 1.5, 0.75 -> 2.25
+    assert auto_threshold(q, 0.5) == pytest.approx(1.5)
+    assert auto_threshold(q, 0.75) == pytest.approx(2.25)
+    assert auto_threshold(q, 1.0) == pytest.approx(3.0)
+
+
+def test_leave_one_out_in_two_dimensions():
+    # a 3-4-5 triangle plus a far point
+    q = np.array([[0.0, 0.0], [3.0, 0.0], [0.0, 4.0], [30.0, 40.0]])
+    np.testing.assert_allclose(
+        leave_one_out_distances(q), [3.0, 3.0, 4.0, np.hypot(30, 36)]
+    )
+
+
+def test_automatic_threshold_selects_what_lies_within_it():
+    q = np.array([[0.0], [1.0], [3.0], [6.0]], dtype=np.float32)
+    pool = np.array(
+        [[-1.4], [0.5], [2.0], [4.6], [7.6], [10.0], [-5.0]],
+        dtype=np.float32,
+    )
+    chosen = resolve_k_threshold(q, quantile=0.5)
+    assert chosen["k"] == AUTO_MAX_K
+    assert chosen["threshold"] == pytest.approx(1.5)
+    assert "0.5-quantile" in chosen["auto"]
+    sel = select_nearest(q, pool, chosen["k"], threshold=chosen["threshold"])
+    # within 1.5 of some query: -1.4 (0), 0.5 (0/1), 2.0 (1/3), 4.6 (3/6)
+    assert sorted(sel.pool_index.tolist()) == [0, 1, 2, 3]
+    # 0.5 and 2.0 are as near to two queries each: ties go to the lower
+    # query row; 4.6 is 1.4 from 6 and 1.6 from 3
+    by_pool = dict(zip(sel.pool_index.tolist(), sel.query_index.tolist()))
+    assert by_pool == {0: 0, 1: 0, 2: 1, 3: 3}
+
+
+def test_resolve_k_threshold_cases():
+    q = np.array([[0.0], [2.0]])
+    assert resolve_k_threshold(q, k=7) == {
+        "k": 7,
+        "threshold": None,
+        "auto": None,
+    }
+    assert resolve_k_threshold(q, k=7, threshold=0.5)["threshold"] == 0.5
+    only_t = resolve_k_threshold(q, threshold=0.5)
+    assert only_t["k"] == AUTO_MAX_K and only_t["threshold"] == 0.5
+    assert resolve_k_threshold(q, quantile=1.0)["threshold"] == 2.0
+    single = resolve_k_threshold(q[:1])
+    assert single["k"] == DEFAULT_K and single["threshold"] is None
+    assert "one E_sample image" in single["auto"]
+    with pytest.raises(ValueError, match="quantile must be in"):
+        auto_threshold(q, 0.0)

@@ -20,7 +20,7 @@ import fiftyone as fo
 import fiftyone.core.utils as fou
 
 from fiftyone_dcd.data import fashion_mnist as fmnist
-from fiftyone_dcd.data.noise import corrupt_labels
+from fiftyone_dcd.data.noise import NOISE_TYPES, corrupt_labels
 from fiftyone_dcd.data.shifts import SHIFTS, apply_shift
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,15 @@ logger = logging.getLogger(__name__)
 RANDOM_SHIFTS = {"occlusion", "gaussian_noise"}
 
 TAGS = ("train", "test", "pool", "e_sample", "debug_heldout")
+
+#: the Fashion-MNIST split each part is drawn from
+SPLITS = {
+    "train": "train",
+    "test": "test",
+    "pool": "train",
+    "e_sample": "train",
+    "debug_heldout": "test",
+}
 
 
 def scenario_config(
@@ -59,8 +68,8 @@ def scenario_config(
             the deployment shift
         pool_distractor_fraction (0.2): the pool's share of images under
             the distractor shifts, split evenly among them
-        noise ("symmetric"): the pool's label noise, ``"symmetric"`` or
-            ``"pair_flip"``
+        noise ("symmetric"): the pool's label noise, one of
+            :data:`fiftyone_dcd.data.noise.NOISE_TYPES`
         noise_rate (0.4): the share of pool labels that are wrong
         num_e_sample (100): labelled images of E, from the rest of the
             training split
@@ -87,6 +96,11 @@ def scenario_config(
         raise ValueError(
             "pool_deployment_fraction + pool_distractor_fraction must be at "
             "most 1"
+        )
+
+    if noise not in NOISE_TYPES:
+        raise ValueError(
+            "Unknown label noise %r; use one of %s" % (noise, NOISE_TYPES)
         )
 
     if num_e_sample < 1:
@@ -151,49 +165,22 @@ def build_fashion_mnist_scenario(
     train_x, train_y = fmnist.load_split(folder, "train")
     test_x, test_y = fmnist.load_split(folder, "test")
     image_dir = os.path.join(cache_dir, "images", "fashion-mnist")
-    rng = np.random.default_rng(config["seed"])
     classes = fmnist.CLASSES
-    num_classes = len(classes)
-
-    perm = rng.permutation(len(train_x))
-    n_train, n_pool = config["num_train"], config["pool_size"]
-    train_idx = np.sort(perm[:n_train])
-    pool_idx = np.sort(perm[n_train : n_train + n_pool])
-    e_idx = np.sort(
-        perm[n_train + n_pool : n_train + n_pool + config["num_e_sample"]]
-    )
-    heldout_idx = np.arange(len(test_x))
-    if config["num_heldout"] is not None:
-        heldout_idx = np.sort(
-            rng.choice(len(test_x), config["num_heldout"], replace=False)
-        )
-
-    pool_shift = _pool_shifts(config, rng)
-    weak = corrupt_labels(
-        train_y[pool_idx],
-        config["noise_rate"],
-        num_classes,
-        noise=config["noise"],
-        rng=rng,
-    )
-
-    deploy = config["deployment_shift"]
+    parts = scenario_parts(config, train_y, len(test_x), len(classes))
+    splits = {"train": (train_x, train_y), "test": (test_x, test_y)}
     groups = [
         # (tag, split, images, labels, indices, shifts)
-        ("train", "train", train_x, train_y, train_idx, None),
-        ("test", "test", test_x, test_y, np.arange(len(test_x)), None),
-        ("pool", "train", train_x, train_y, pool_idx, pool_shift),
-        ("e_sample", "train", train_x, train_y, e_idx, deploy),
-        ("debug_heldout", "test", test_x, test_y, heldout_idx, deploy),
+        (tag, SPLITS[tag])
+        + splits[SPLITS[tag]]
+        + (parts[tag + "_idx"], parts[tag + "_shift"])
+        for tag in TAGS
     ]
+    weak = parts["pool_weak"]
 
     dataset = fo.Dataset(name)
     dataset.default_classes = list(classes)
     samples = []
     for tag, split, images, labels, idx, shifts in groups:
-        if shifts is None or isinstance(shifts, str):
-            shifts = np.full(len(idx), shifts or "none", dtype=object)
-
         paths = _write_images(
             image_dir, split, images, idx, shifts, config["seed"], tag
         )
@@ -223,6 +210,102 @@ def build_fashion_mnist_scenario(
     return dataset
 
 
+def scenario_parts(config, train_y, num_test, num_classes):
+    """Draws the scenario's parts from the Fashion-MNIST splits.
+
+    Args:
+        config: a dict from :func:`scenario_config`
+        train_y: the labels of the training split
+        num_test: the number of test images
+        num_classes: the number of classes
+
+    Returns:
+        a dict with, for each tag in :data:`TAGS`, ``<tag>_idx`` (rows of
+        its split) and ``<tag>_shift`` (an object array of shift names),
+        and ``pool_weak``, the pool's noisy label indices
+    """
+    rng = np.random.default_rng(config["seed"])
+    perm = rng.permutation(len(train_y))
+    n_train, n_pool = config["num_train"], config["pool_size"]
+    e_end = n_train + n_pool + config["num_e_sample"]
+    heldout_idx = np.arange(num_test)
+    if config["num_heldout"] is not None:
+        heldout_idx = np.sort(
+            rng.choice(num_test, config["num_heldout"], replace=False)
+        )
+
+    pool_idx = np.sort(perm[n_train : n_train + n_pool])
+    pool_shift = _pool_shifts(config, rng)
+    weak = corrupt_labels(
+        train_y[pool_idx],
+        config["noise_rate"],
+        num_classes,
+        noise=config["noise"],
+        rng=rng,
+    )
+    parts = {
+        "train_idx": np.sort(perm[:n_train]),
+        "test_idx": np.arange(num_test),
+        "pool_idx": pool_idx,
+        "e_sample_idx": np.sort(perm[n_train + n_pool : e_end]),
+        "debug_heldout_idx": heldout_idx,
+        "pool_shift": pool_shift,
+        "pool_weak": weak,
+    }
+    deploy = config["deployment_shift"]
+    for tag, shift in (
+        ("train", "none"),
+        ("test", "none"),
+        ("e_sample", deploy),
+        ("debug_heldout", deploy),
+    ):
+        parts[tag + "_shift"] = np.full(
+            len(parts[tag + "_idx"]), shift, dtype=object
+        )
+
+    return parts
+
+
+def load_scenario_arrays(config, data_dir=None, cache_dir=None, download=True):
+    """The scenario in memory, without a dataset: the same images and
+    labels that :func:`build_fashion_mnist_scenario` writes.
+
+    Args:
+        config: a dict from :func:`scenario_config`
+        data_dir (None): a folder with Fashion-MNIST's IDX files
+        cache_dir (None): where fetched files are kept
+        download (True): whether to fetch Fashion-MNIST if not found
+
+    Returns:
+        a dict mapping each tag in :data:`TAGS` to a dict with ``x`` (uint8
+        ``(N, 28, 28)``), ``y`` (true label indices), ``shift`` and
+        ``index``; the pool also has ``weak`` (noisy label indices)
+    """
+    cache_dir = cache_dir or fmnist.default_cache_dir()
+    folder = fmnist.ensure_data_dir(data_dir, cache_dir, download=download)
+    splits = {
+        "train": fmnist.load_split(folder, "train"),
+        "test": fmnist.load_split(folder, "test"),
+    }
+    parts = scenario_parts(
+        config, splits["train"][1], len(splits["test"][0]), 10
+    )
+    out = {}
+    for tag in TAGS:
+        images, labels = splits[SPLITS[tag]]
+        idx, shifts = parts[tag + "_idx"], parts[tag + "_shift"]
+        out[tag] = {
+            "x": shifted_images(images, idx, shifts, config["seed"], tag),
+            "y": labels[idx].astype(np.int64),
+            "shift": shifts,
+            "index": idx,
+        }
+
+    out["pool"]["weak"] = parts["pool_weak"]
+
+    return out
+
+
 def _pool_shifts(config, rng):
     n = config["pool_size"]
     n_deploy = int(round(config["pool_deployment_fraction"] * n))
@@ -239,6 +322,24 @@ def _pool_shifts(config, rng):
     return shifts
 
 
+def shifted_images(images, idx, shifts, seed, tag):
+    """Returns ``images[idx]`` with each row under its shift in
+    ``shifts``; random shifts draw from a generator seeded by ``seed``, one
+    per shift, so a part's images depend only on the scenario.
+    """
+    out = images[idx].copy()
+    for shift in np.unique(shifts):
+        if shift == "none":
+            continue
+
+        rows = np.flatnonzero(shifts == shift)
+        out[rows] = apply_shift(
+            shift, images[idx[rows]], np.random.default_rng(seed)
+        )
+
+    return out
+
+
 def _write_images(image_dir, split, images, idx, shifts, seed, tag):
     """Writes the PNG file of each image under its shift, once; returns
     the paths.
@@ -252,22 +353,19 @@ def _write_images(image_dir, split, images, idx, shifts, seed, tag):
 
         out_dir = os.path.join(image_dir, split, folder)
         os.makedirs(out_dir, exist_ok=True)
-        group_paths = [
+        paths[rows] = [
             os.path.join(out_dir, "%05d.png" % idx[r]) for r in rows
         ]
-        paths[rows] = group_paths
-        todo = [r for r, p in zip(rows, group_paths) if not os.path.isfile(p)]
-        if not todo:
-            continue
 
-        logger.info("Writing %d %s images (%s)", len(todo), split, shift)
-        src = images[idx[todo]]
-        if shift != "none":
-            src = apply_shift(shift, src, np.random.default_rng(seed))
-
+    todo = [r for r, p in enumerate(paths) if not os.path.isfile(p)]
+    if todo:
+        logger.info("Writing %d %s images (%s)", len(todo), split, tag)
+        # the whole part is shifted, so that random shifts do not depend
+        # on which files an interrupted run left behind
+        src = shifted_images(images, idx, shifts, seed, tag)
         with fou.ProgressBar(total=len(todo)) as pb:
-            for r, img in pb(zip(todo, src)):
-                _save_png(img, paths[r])
+            for r in pb(todo):
+                _save_png(src[r], paths[r])
 
     return list(paths)
 

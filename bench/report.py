@@ -1,0 +1,562 @@
+"""
+Turns the suite's results (``bench/dcd_suite.py``) into
+``docs/benchmark.md`` and its plots in ``docs/benchmark/``.
+
+Usage::
+
+    python bench/report.py [--results PATH] [--out docs]
+"""
+
+import argparse
+import json
+import os
+import platform
+from collections import defaultdict
+
+import numpy as np
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+import dcd_suite as S  # noqa: E402
+
+#: a baseline "keeps test accuracy" when its mean test accuracy is at most
+#: this far below the model's before debugging
+TEST_TOLERANCE = 0.005
+TARGET_GAIN = 0.15
+
+
+def dcd_name(spec):
+    """``DCD (<strategy>[, 2 rounds])``."""
+    rounds = spec.get("rounds", 1)
+    return "DCD (%s%s)" % (
+        spec.get("strategy", "weak"),
+        ", %d rounds" % rounds if rounds > 1 else "",
+    )
+
+
+DEFAULT_NAME = dcd_name(S.DEFAULT_DCD)
+DCD_NAMES = [dcd_name(m) for m in S.main_methods() if m["method"] == "DCD"]
+
+
+def load(path, seeds=S.SEEDS, quick=False):
+    """The results of the suite as now defined; results of settings the
+    suite no longer runs are left out."""
+    results = S.Results(path)
+    rows = []
+    for group, scenario, seed, methods in S.suite(seeds, quick):
+        for spec in methods:
+            row = results.get(S.spec_key(spec, scenario, seed, group))
+            if row is not None:
+                rows.append(row)
+
+    return rows
+
+
+def _label(spec):
+    if spec["method"] == "DCD":
+        name = dcd_name(spec)
+        extra = []
+        if spec.get("quantile", S.DEFAULT_QUANTILE) != S.DEFAULT_QUANTILE:
+            extra.append("quantile=%s" % spec["quantile"])
+    else:
+        name, extra = spec["method"], []
+    if "features" in spec:
+        extra.append("features: %s" % spec["features"])
+    for k, v in sorted(spec.get("select", {}).items()):
+        extra.append("%s=%s" % (k, v))
+    for k, v in sorted(spec.get("recipe", {}).items()):
+        extra.append("%s=%s" % (k, v))
+
+    return name + (" [%s]" % ", ".join(extra) if extra else "")
+
+
+def group_rows(rows, group):
+    """``{scenario: {method name: {seed: row}}}`` for one group."""
+    out = defaultdict(lambda: defaultdict(dict))
+    for r in rows:
+        spec = r["spec"]
+        if spec["group"] != group:
+            continue
+        out[spec["scenario"]][_label(spec)][spec["seed"]] = r
+
+    return out
+
+
+def stat(by_seed, field):
+    v = np.array([r[field] for r in by_seed.values() if field in r], float)
+    v = v[~np.isnan(v)]
+    if not len(v):
+        return float("nan"), float("nan"), 0
+
+    return float(v.mean()), float(v.std()), len(v)
+
+
+def pm(by_seed, field, scale=100.0, digits=2):
+    m, s, n = stat(by_seed, field)
+    if n == 0:
+        return "-"
+    return "%.*f ± %.*f" % (digits, scale * m, digits, scale * s)
+
+
+def paired(by_seed, before, field):
+    """Mean and std over seeds of ``row[field] - before[field]``."""
+    d = [
+        r[field] - before[s][field] for s, r in by_seed.items() if s in before
+    ]
+    if not d:
+        return float("nan"), float("nan")
+    return float(np.mean(d)), float(np.std(d))
+
+
+def scenario_summary(methods):
+    """The best test-keeping baseline and each DCD strategy's gain over it,
+    per seed then averaged."""
+    before = methods.get("before", {})
+    keeping = []
+    for b in S.BASELINES:
+        if b not in methods:
+            continue
+        change, _ = paired(methods[b], before, "test_acc")
+        if change >= -TEST_TOLERANCE:
+            keeping.append((stat(methods[b], "heldout_acc")[0], b))
+
+    best = max(keeping)[1] if keeping else None
+    out = {"best_baseline": best, "gains": {}}
+    for name in DCD_NAMES:
+        if name not in methods or best is None:
+            continue
+        gains = [
+            r["heldout_acc"] - methods[best][s]["heldout_acc"]
+            for s, r in methods[name].items()
+            if s in methods[best]
+        ]
+        change, _ = paired(methods[name], before, "test_acc")
+        out["gains"][name] = {
+            "gain": float(np.mean(gains)),
+            "gain_std": float(np.std(gains)),
+            "test_change": change,
+            "n": len(gains),
+        }
+
+    return out
+
+
+def write_report(results_path, out_dir, seeds=S.SEEDS, quick=False):
+    rows = load(results_path, seeds, quick)
+    fig_dir = os.path.join(out_dir, "benchmark")
+    os.makedirs(fig_dir, exist_ok=True)
+    main = group_rows(rows, "main")
+    names = [s["name"] for s in S.SCENARIOS if s["name"] in main]
+    lines = [
+        "# Benchmark: DCD against the baselines on a scenario suite",
+        "",
+        "Produced by `python bench/dcd_suite.py` (results cached in "
+        "`~/.cache/fiftyone-dcd/bench/results.jsonl`; "
+        "`python bench/report.py` rewrites this page from them). Machine: "
+        "%s, %d CPU cores, no GPU; torch %s."
+        % (platform.machine(), os.cpu_count(), _torch_version()),
+        "",
+        "Every scenario is built from Fashion-MNIST's real images by "
+        "`fiftyone_dcd.data.scenario` (the same images and labels the demo "
+        "writes) and run over seeds %s. The model under debug is a "
+        "`SmallCNN(width=16)` trained %d epochs on 10,000 clean training "
+        "images; every method is then fine-tuned the same way (%d epochs, "
+        "lr %g, SGD + cosine, all training images replayed) with "
+        "mmengine, on the training images + E_sample + the pool images the "
+        "method adds. DCD selects by l2 distance in the penultimate layer "
+        "of the model under debug; with no k or threshold given, the "
+        "threshold is the %g-quantile of E_sample's leave-one-out "
+        "nearest-neighbour distances (`fiftyone_dcd.selection."
+        "auto_threshold`). Accuracies are mean ± std over seeds, in percent."
+        % (
+            ", ".join(map(str, S.SEEDS)),
+            S.BASE_RECIPE["epochs"],
+            S.RECIPE["epochs"],
+            S.RECIPE["lr"],
+            S.DEFAULT_QUANTILE,
+        ),
+        "",
+        "A baseline *keeps test accuracy* when its mean test accuracy is at "
+        "most %.1f point below the model's before debugging. The *gain* is "
+        "DCD's debug-heldout accuracy minus that of the best test-keeping "
+        "baseline, seed by seed, then averaged. Purity is measured with the "
+        "hidden true labels: *from E* is the share of added images that "
+        "come from the deployment shift (for the natural scenario: from the "
+        "upper-body classes), *label ok* the share whose assigned label is "
+        "correct." % (100 * TEST_TOLERANCE),
+        "",
+    ]
+    summaries = {n: scenario_summary(main[n]) for n in names}
+    lines += _headline(summaries, names)
+    lines += ["", "![gain per scenario](benchmark/gain_per_scenario.png)", ""]
+    _plot_gains(
+        summaries, names, os.path.join(fig_dir, "gain_per_scenario.png")
+    )
+
+    lines += ["## Scenarios", ""]
+    for n in names:
+        lines += ["### " + n, ""]
+        lines += _method_table(main[n], _order(main[n]))
+        s = summaries[n]
+        lines += [
+            "",
+            "Best test-keeping baseline: %s." % (s["best_baseline"] or "none"),
+            "",
+        ]
+
+    lines += _ablations(rows)
+    lines += _timing(rows)
+    path = os.path.join(out_dir, "benchmark.md")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+    print("Wrote", path)
+
+    return path
+
+
+def _torch_version():
+    import torch
+
+    return torch.__version__
+
+
+def _order(methods):
+    first = ["before"] + DCD_NAMES + list(S.BASELINES)
+    return [m for m in first if m in methods] + sorted(
+        m for m in methods if m not in first
+    )
+
+
+def _method_table(methods, order):
+    before = methods.get("before", {})
+    out = [
+        "| method | seeds | images added | debug-heldout | test | test "
+        "change | heldout change | from E | label ok |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for m in order:
+        by_seed = methods[m]
+        tc = paired(by_seed, before, "test_acc")
+        hc = paired(by_seed, before, "heldout_acc")
+        out.append(
+            "| %s | %d | %s | %s | %s | %s | %s | %s | %s |"
+            % (
+                m,
+                len(by_seed),
+                pm(by_seed, "num_added", 1, 0),
+                pm(by_seed, "heldout_acc"),
+                pm(by_seed, "test_acc"),
+                "%+.2f" % (100 * tc[0]) if tc[0] == tc[0] else "-",
+                "%+.2f" % (100 * hc[0]) if hc[0] == hc[0] else "-",
+                pm(by_seed, "shift_purity", 100, 1),
+                pm(by_seed, "label_purity", 100, 1),
+            )
+        )
+
+    return out
+
+
+def _headline(summaries, names):
+    out = [
+        "## Summary",
+        "",
+        "| scenario | best test-keeping baseline | "
+        + " | ".join("gain, %s" % n for n in DCD_NAMES)
+        + " | test change, %s |" % DEFAULT_NAME,
+        "|---|---|" + "---:|" * (len(DCD_NAMES) + 1),
+    ]
+    means = defaultdict(list)
+    for n in names:
+        s = summaries[n]
+        cells = []
+        for d in DCD_NAMES:
+            g = s["gains"].get(d)
+            if g is None:
+                cells.append("-")
+                continue
+            means[d].append(g["gain"])
+            cells.append(
+                "%+.2f ± %.2f" % (100 * g["gain"], 100 * g["gain_std"])
+            )
+        g = s["gains"].get(DEFAULT_NAME, {})
+        out.append(
+            "| %s | %s | %s | %s |"
+            % (
+                n,
+                s["best_baseline"] or "none",
+                " | ".join(cells),
+                "%+.2f" % (100 * g["test_change"]) if g else "-",
+            )
+        )
+
+    out.append(
+        "| **mean over scenarios** | | "
+        + " | ".join(
+            "**%+.2f**" % (100 * np.mean(means[d])) if means[d] else "-"
+            for d in DCD_NAMES
+        )
+        + " | |"
+    )
+    if means[DEFAULT_NAME]:
+        mean = float(np.mean(means[DEFAULT_NAME]))
+        gains = {n: summaries[n]["gains"].get(DEFAULT_NAME, {}) for n in names}
+        short = [n for n in names if gains[n].get("gain", 0) < TARGET_GAIN]
+        drift = [
+            n
+            for n in names
+            if gains[n].get("test_change", 0) < -TEST_TOLERANCE
+        ]
+        out += [
+            "",
+            "The default, **%s**, gains **%+.2f points** on debug-heldout "
+            "over the best test-keeping baseline, averaged over %d "
+            "scenarios (target: +%.0f)."
+            % (DEFAULT_NAME, 100 * mean, len(names), 100 * TARGET_GAIN),
+        ]
+        if short:
+            out.append(
+                "Below +%.0f points: %s."
+                % (100 * TARGET_GAIN, "; ".join(short))
+            )
+        if drift:
+            out.append(
+                "Test accuracy more than %.1f point below the model before "
+                "debugging: %s." % (100 * TEST_TOLERANCE, "; ".join(drift))
+            )
+
+    return out
+
+
+def _plot_gains(summaries, names, path):
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    width = 0.8 / len(DCD_NAMES)
+    x = np.arange(len(names))
+    for j, d in enumerate(DCD_NAMES):
+        g = [
+            100 * summaries[n]["gains"].get(d, {}).get("gain", np.nan)
+            for n in names
+        ]
+        e = [
+            100 * summaries[n]["gains"].get(d, {}).get("gain_std", 0)
+            for n in names
+        ]
+        ax.bar(x + j * width, g, width, yerr=e, label=d)
+    ax.axhline(100 * TARGET_GAIN, color="k", ls="--", lw=1, label="target")
+    ax.set_xticks(x + width * (len(DCD_NAMES) - 1) / 2)
+    ax.set_xticklabels(
+        [n.split(",")[0] for n in names], rotation=20, ha="right"
+    )
+    ax.set_ylabel(
+        "debug-heldout gain over best\ntest-keeping baseline " "(points)"
+    )
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _ablations(rows):
+    out = ["## Ablations (default scenario: %s)" % S.SCENARIOS[0]["name"], ""]
+    main = group_rows(rows, "main").get(S.SCENARIOS[0]["name"], {})
+    abl = group_rows(rows, "ablation").get(S.SCENARIOS[0]["name"], {})
+    if not abl:
+        return out + ["Not run yet.", ""]
+
+    methods = dict(abl)
+    d = DEFAULT_NAME
+    for m in (
+        "before",
+        d,
+        "E_sample + random pool",
+        "E_sample only",
+        "E_sample + all of F",
+    ):
+        methods[m] = main.get(m, {})
+    sections = [
+        (
+            "Against the paper's setting (one round, weak labels)",
+            ["before", d]
+            + [m for m in abl if m.startswith("DCD (weak")]
+            + ["E_sample + random pool", "E_sample only"],
+        ),
+        (
+            "Feature model for selection",
+            [d] + sorted(m for m in abl if "features:" in m),
+        ),
+        (
+            "k (no threshold)",
+            sorted(
+                (m for m in abl if "[k=" in m),
+                key=lambda m: int(m.split("k=")[1].rstrip("]")),
+            ),
+        ),
+        (
+            "Automatic threshold: quantile of E_sample's leave-one-out "
+            "distances",
+            sorted(
+                [
+                    m
+                    for m in abl
+                    if "quantile=" in m and not m.startswith("DCD (weak")
+                ]
+                + [d]
+            ),
+        ),
+        (
+            "Budget (automatic threshold, nearest first)",
+            sorted(
+                (m for m in abl if "budget=" in m),
+                key=lambda m: int(m.split("budget=")[1].rstrip("]")),
+            ),
+        ),
+        (
+            "Fine-tuning recipe",
+            ["before", d, "E_sample + random pool"]
+            + sorted(
+                m
+                for m in abl
+                if "epochs=" in m or "lr=" in m or "replay=" in m
+            ),
+        ),
+    ]
+    for title, order in sections:
+        order = [m for m in order if m in methods and methods[m]]
+        out += ["### " + title, ""] + _method_table(methods, order) + [""]
+        if title.startswith("Feature"):
+            out += [
+                "`other_data`: a model of the same shape trained on 10,000 "
+                "other clean training images; `untrained`: random weights "
+                "(the floor). A timm model by name (for example "
+                "`vit_small_patch16_224.dino`) needs hub weights, which "
+                "this machine cannot download; its code path is tested "
+                "with a local checkpoint (`tests/test_api.py`).",
+                "",
+            ]
+        if title.startswith("Fine"):
+            out += [
+                "Rows with a recipe setting compare against the `before` "
+                "row; each recipe row changes one setting of the default "
+                "(%s)." % json.dumps(S.RECIPE),
+                "",
+            ]
+
+    _plot_k(methods, os.path.join("docs", "benchmark", "accuracy_vs_k.png"))
+    _plot_purity(
+        abl, os.path.join("docs", "benchmark", "purity_vs_distance.png")
+    )
+    out += [
+        "![accuracy vs k](benchmark/accuracy_vs_k.png)",
+        "![purity vs distance](benchmark/purity_vs_distance.png)",
+        "",
+    ]
+    e_rows = group_rows(rows, "e_size")
+    if e_rows:
+        out += ["### E_sample size", ""]
+        for n in sorted(e_rows, key=lambda s: int(s.split()[-1])):
+            out += ["#### " + n, ""]
+            out += _method_table(e_rows[n], _order(e_rows[n])) + [""]
+
+    return out
+
+
+def _plot_k(methods, path):
+    ks, held, test = [], [], []
+    for m, by_seed in methods.items():
+        if "[k=" not in m:
+            continue
+        ks.append(int(m.split("k=")[1].rstrip("]")))
+        held.append(100 * stat(by_seed, "heldout_acc")[0])
+        test.append(100 * stat(by_seed, "test_acc")[0])
+    if not ks:
+        return
+    o = np.argsort(ks)
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(np.array(ks)[o], np.array(held)[o], "o-", label="debug-heldout")
+    ax.plot(np.array(ks)[o], np.array(test)[o], "s-", label="test")
+    ax.set_xscale("log")
+    ax.set_xlabel("k (neighbours per E_sample image)")
+    ax.set_ylabel("accuracy after fine-tuning (%)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _plot_purity(abl, path):
+    """Purity of the k=100 selection against distance rank, pooled over
+    seeds."""
+    m = next((m for m in abl if "[k=100]" in m), None)
+    if m is None:
+        return
+    d, in_e, ok = [], [], []
+    for r in abl[m].values():
+        d += r["distance"]
+        in_e += r["selected_in_e"]
+        ok += r["selected_label_ok"]
+    d, in_e, ok = np.array(d), np.array(in_e, float), np.array(ok, float)
+    edges = np.quantile(d, np.linspace(0, 1, 11))
+    bins = np.clip(np.searchsorted(edges, d, side="right") - 1, 0, 9)
+    mid = [np.median(d[bins == b]) for b in range(10)]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(
+        mid,
+        [100 * in_e[bins == b].mean() for b in range(10)],
+        "o-",
+        label="from the deployment shift",
+    )
+    ax.plot(
+        mid,
+        [100 * ok[bins == b].mean() for b in range(10)],
+        "s-",
+        label="weak label correct",
+    )
+    ax.set_xlabel("l2 distance to the nearest E_sample image (deciles)")
+    ax.set_ylabel("share of selected images (%)")
+    ax.set_ylim(0, 102)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _timing(rows):
+    steps = defaultdict(list)
+    for r in rows:
+        for k in ("embed_s", "select_s", "finetune_s", "eval_s"):
+            if k in r:
+                steps[k].append(r[k])
+    names = {
+        "embed_s": "embed pool + E_sample (penultimate layer)",
+        "select_s": "selection (kNN + dedup + threshold)",
+        "finetune_s": "fine-tune (mmengine Runner)",
+        "eval_s": "evaluate test + debug-heldout",
+    }
+    out = [
+        "## Wall time per step",
+        "",
+        "| step | mean s | runs |",
+        "|---|---:|---:|",
+    ]
+    for k, label in names.items():
+        if steps[k]:
+            out.append(
+                "| %s | %.2f | %d |"
+                % (label, np.mean(steps[k]), len(steps[k]))
+            )
+    return out + [""]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--results", default=S.RESULTS)
+    parser.add_argument("--out", default="docs")
+    args = parser.parse_args(argv)
+    write_report(args.results, args.out)
+
+
+if __name__ == "__main__":
+    main()
