@@ -570,10 +570,12 @@ def dcd_selection(ctx, spec):
 
     extra = {"embed_s": feats["seconds"]}
     if spec.get("rounds", 1) == 2:
-        first = ("round1", fname)
+        # round 1: the automatic threshold (with the spec's quantile) and
+        # weak labels, as the library's first round
+        first = ("round1", fname, spec.get("quantile"))
         if first not in ctx["nets"]:
             t = time.time()
-            sel1, _ = select(data, feats)
+            sel1, _ = select(data, feats, quantile=spec.get("quantile"))
             rows1, labels1, _ = added_images(data, sel1, "weak")
             x = np.concatenate(
                 [
@@ -597,7 +599,9 @@ def dcd_selection(ctx, spec):
             )
             ctx["nets"][first + ("seconds",)] = time.time() - t
 
-        feats = _features(ctx, "round2:" + fname, ctx["nets"][first])
+        feats = _features(
+            ctx, "round2:%s:%s" % first[1:], ctx["nets"][first]
+        )
         extra["round1_s"] = ctx["nets"][first + ("seconds",)]
         extra["embed_s"] += feats["seconds"]
 
@@ -632,7 +636,7 @@ def main_methods():
     return (
         [{"method": "before"}]
         + [_dcd(strategy=s, rounds=1) for s in STRATEGIES]
-        + [_dcd()]
+        + [_dcd(strategy="weak"), _dcd()]
         + [
             {"method": "E_sample only"},
             {"method": "E_sample + random pool", "match": DEFAULT_DCD},

@@ -279,8 +279,14 @@ def _headline(summaries, names):
                 cells.append("-")
                 continue
             means[d].append(g["gain"])
+            drifts = g["test_change"] < -TEST_TOLERANCE
             cells.append(
-                "%+.2f ± %.2f" % (100 * g["gain"], 100 * g["gain_std"])
+                "%+.2f ± %.2f%s"
+                % (
+                    100 * g["gain"],
+                    100 * g["gain_std"],
+                    " †" if drifts else "",
+                )
             )
         g = s["gains"].get(DEFAULT_NAME, {})
         out.append(
@@ -301,6 +307,12 @@ def _headline(summaries, names):
         )
         + " | |"
     )
+    out += [
+        "",
+        "† this DCD variant's mean test accuracy is more than %.1f point "
+        "below the model's before debugging in that scenario."
+        % (100 * TEST_TOLERANCE),
+    ]
     if means[DEFAULT_NAME]:
         mean = float(np.mean(means[DEFAULT_NAME]))
         gains = {n: summaries[n]["gains"].get(DEFAULT_NAME, {}) for n in names}

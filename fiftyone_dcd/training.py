@@ -2,14 +2,20 @@
 Training and fine-tuning classifiers with an mmengine ``Runner``.
 """
 
+import hashlib
+import json
 import logging
 import os
 import uuid
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from mmengine.dataset import DefaultSampler
+from mmengine.hooks import Hook
 from mmengine.model import BaseModel
 from mmengine.runner import Runner
+from torch.utils.data import DataLoader
 
 from fiftyone_dcd.loaders import make_loader
 from fiftyone_dcd.models import get_preprocess
@@ -32,6 +38,69 @@ class Classifier(BaseModel):
             return {"loss": F.cross_entropy(logits, labels)}
 
         return logits
+
+
+class EpochSeedHook(Hook):
+    """Seeds torch's and numpy's generators at the start of every epoch
+    from ``(seed, epoch)``, so that an epoch's augmentation draws do not
+    depend on the epochs before it, and a run resumed from an epoch
+    checkpoint continues exactly as the uninterrupted run would have.
+    """
+
+    priority = "VERY_HIGH"
+
+    def __init__(self, seed):
+        self.seed = seed
+
+    def before_train_epoch(self, runner):
+        s = (int(self.seed) * 1000003 + runner.epoch) % (2**31)
+        torch.manual_seed(s)
+        np.random.seed(s)
+
+
+class PlainCheckpointHook(Hook):
+    """Keeps mmengine's checkpoints readable by ``torch.load`` with
+    ``weights_only=True`` (which mmengine's resume uses under torch >= 2.6):
+    drops the log buffers, which pickle numpy objects, and any runtime
+    value that is not plain data. Only logging history is lost on resume.
+    """
+
+    priority = "VERY_LOW"
+
+    def before_save_checkpoint(self, runner, checkpoint):
+        hub = checkpoint.get("message_hub", {})
+        checkpoint["message_hub"] = {
+            "log_scalars": {},
+            "runtime_info": {
+                k: v
+                for k, v in hub.get("runtime_info", {}).items()
+                if _plain(v)
+            },
+            "resumed_keys": {
+                k: v
+                for k, v in hub.get("resumed_keys", {}).items()
+                if k in hub.get("runtime_info", {})
+                and _plain(hub["runtime_info"][k])
+            },
+        }
+
+
+def _plain(value):
+    # exact types: numpy scalars subclass float but pickle as numpy objects
+    if type(value) in (str, int, float, bool, type(None)):
+        return True
+
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+
+    return False
+
+
+#: the fingerprint of a training run, kept in its work folder
+FINGERPRINT = "dcd_training.json"
 
 
 def train_classifier(
@@ -76,29 +145,71 @@ def train_classifier(
         classes=classes,
         batch_size=batch_size,
         num_workers=num_workers,
-        shuffle=True,
+        shuffle=False,
         augment=augment,
         seed=seed,
     )
+    fingerprint = {
+        "parts": [
+            _digest(samples.values(["id", field + ".label"]))
+            for samples, field in parts
+        ],
+        "initial_weights": _digest_state(net),
+        "epochs": epochs,
+        "lr": lr,
+        "batch_size": batch_size,
+        "seed": seed,
+        "augment": augment,
+    }
 
     return train_on_loader(
-        net, loader, classes, work_dir, epochs=epochs, lr=lr, seed=seed
+        net,
+        loader,
+        classes,
+        work_dir,
+        epochs=epochs,
+        lr=lr,
+        seed=seed,
+        fingerprint=fingerprint,
     )
 
 
-def train_on_loader(net, loader, classes, work_dir, epochs=3, lr=0.05, seed=0):
+def train_on_loader(
+    net,
+    loader,
+    classes,
+    work_dir,
+    epochs=3,
+    lr=0.05,
+    seed=0,
+    fingerprint=None,
+):
     """Trains ``net`` in place with an mmengine ``Runner`` on a loader of
     dicts with ``inputs`` and ``labels`` (and optionally ``ids``).
 
-    The recipe of :func:`train_classifier`, for data that is not in a
-    dataset (benchmarks over in-memory arrays use it).
+    The loader is rebuilt with a seeded :class:`mmengine.dataset.
+    DefaultSampler`, so that each epoch's order depends only on the seed
+    and the epoch. With a ``fingerprint`` (a JSON-serializable description
+    of the data and the recipe), a run killed after an epoch resumes from
+    its last checkpoint in ``work_dir`` when rerun with the same
+    fingerprint, and ends with the weights of an uninterrupted run.
 
     Returns:
         ``net``, trained, in eval mode
     """
     os.makedirs(work_dir, exist_ok=True)
+    dataset = loader.dataset
     # mmengine hands dataset metadata to its visualizer and warns without it
-    loader.dataset.metainfo = {"classes": tuple(classes)}
+    dataset.metainfo = {"classes": tuple(classes)}
+    loader = DataLoader(
+        dataset,
+        batch_size=loader.batch_size,
+        sampler=DefaultSampler(dataset, shuffle=True, seed=seed),
+        num_workers=loader.num_workers,
+        collate_fn=loader.collate_fn,
+        drop_last=False,
+    )
+    resume = _resumable(work_dir, fingerprint)
     runner = Runner(
         model=Classifier(net),
         work_dir=work_dir,
@@ -126,14 +237,64 @@ def train_on_loader(net, loader, classes, work_dir, epochs=3, lr=0.05, seed=0):
             ),
             logger=dict(type="LoggerHook", interval=50),
         ),
+        custom_hooks=[EpochSeedHook(seed), PlainCheckpointHook()],
         randomness=dict(seed=seed),
+        resume=resume,
         log_level=os.environ.get("DCD_MMENGINE_LOG_LEVEL", "WARNING"),
         default_scope=None,
     )
+    if resume:
+        logger.info(
+            "Resuming training from the last checkpoint in %s", work_dir
+        )
+
     runner.train()
+
     net.eval()
 
     return net
+
+
+def _digest(obj):
+    return hashlib.sha1(
+        json.dumps(obj, sort_keys=True, default=str).encode()
+    ).hexdigest()
+
+
+def _digest_state(net):
+    h = hashlib.sha1()
+    for k, v in sorted(net.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+
+    return h.hexdigest()
+
+
+def _resumable(work_dir, fingerprint):
+    """Whether ``work_dir`` holds checkpoints of a run with this
+    fingerprint; records the fingerprint for the run about to start."""
+    if fingerprint is None:
+        return False
+
+    path = os.path.join(work_dir, FINGERPRINT)
+    same = False
+    if os.path.isfile(path):
+        with open(path) as f:
+            same = json.load(f) == json.loads(json.dumps(fingerprint))
+
+    has_checkpoint = os.path.isfile(os.path.join(work_dir, "last_checkpoint"))
+    if not same:
+        # checkpoints of another run must not be resumed
+        if has_checkpoint:
+            os.remove(os.path.join(work_dir, "last_checkpoint"))
+
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(fingerprint, f)
+
+        os.replace(tmp, path)
+
+    return same and has_checkpoint
 
 
 def save_weights(net, path):

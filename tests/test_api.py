@@ -68,9 +68,7 @@ def test_apply_dcd_selects_brute_force_neighbours(
     found = brute_force_selection(np.array(Q), q_ids, np.array(P), p_ids, k)
     weak_of = dict(zip(p_ids, weak_all))
     label_of = dict(zip(q_ids, q_labels))
-    expected = {
-        i: v for i, v in found.items() if weak_of[i] == label_of[v[1]]
-    }
+    expected = {i: v for i, v in found.items() if weak_of[i] == label_of[v[1]]}
     assert 0 < len(expected) < len(found)
     assert result["config"]["selected_with"] == names.refined_embeddings
     view = ds.load_saved_view(names.debug_train_view)
