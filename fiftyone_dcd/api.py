@@ -387,6 +387,7 @@ def finetune_dcd(
     val.check_label_field(
         debug_train, names.assigned_label, "debug-train assigned"
     )
+    val.check_work_dir(work_dir)
     train, test, pool, classes, baselines = _check_common(
         dataset,
         train,
@@ -674,6 +675,7 @@ def apply_dcd(
             "the architecture it belongs to"
         )
 
+    val.check_work_dir(work_dir)
     train, test, pool, classes, baselines = _check_common(
         dataset,
         train,

@@ -90,6 +90,7 @@ def train_model(
     dataset = samples._dataset
     samples = val.resolve_view(dataset, samples, "training set")
     val.check_training_params(epochs, lr, batch_size)
+    val.check_work_dir(work_dir)
     val.check_label_field(samples, label_field, "training")
     val.check_media(samples, "training set")
     classes = get_classes(dataset, classes, samples, label_field)

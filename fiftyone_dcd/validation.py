@@ -370,6 +370,43 @@ def check_selection_params(
         )
 
 
+def check_work_dir(work_dir):
+    """Raises ``ValueError`` unless ``work_dir`` is None or a folder this
+    process can create or write into; everything a run saves goes under
+    it, by fixed names.
+    """
+    if work_dir is None:
+        return
+
+    if not isinstance(work_dir, (str, os.PathLike)) or "\0" in str(work_dir):
+        raise ValueError(
+            "work_dir must be a folder path, got %r" % (work_dir,)
+        )
+
+    path = os.path.abspath(os.path.expanduser(str(work_dir)))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(
+            "work_dir %s is a file, not a folder; pass a folder for the "
+            "run's checkpoints" % path
+        )
+
+    existing = path
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+
+    if not os.path.isdir(existing):
+        raise ValueError(
+            "work_dir %s cannot be created: %s is a file; pass a folder "
+            "path" % (path, existing)
+        )
+
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise ValueError(
+            "work_dir %s cannot be written: no write permission on %s; "
+            "pass a folder you can write to" % (path, existing)
+        )
+
+
 def check_rounds(rounds):
     """Raises ``ValueError`` unless ``rounds`` is 1 or 2."""
     if isinstance(rounds, bool) or rounds not in (1, 2):

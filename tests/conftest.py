@@ -150,7 +150,8 @@ def snapshot(dataset):
     schema = {k: str(v) for k, v in dataset.get_field_schema().items()}
     values = {}
     for field in schema:
-        values[field] = [repr(v) for v in dataset.values(field)]
+        # raw documents: as exact as FiftyOne's repr, much faster
+        values[field] = [repr(v) for v in dataset.values(field, _raw=True)]
 
     return {
         "schema": schema,

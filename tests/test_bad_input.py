@@ -1,6 +1,7 @@
 """Bad input stops with a message naming the problem, and the dataset is
 left exactly as it was."""
 
+import os
 import re
 
 import numpy as np
@@ -66,6 +67,18 @@ CASES = [
     ),
     ("k <= 0", dict(k=0), None, "k must be an integer >= 1"),
     ("rounds 3", dict(rounds=3), None, "rounds must be 1 (select once)"),
+    (
+        "work_dir is a file",
+        dict(work_dir=__file__),
+        None,
+        "is a file, not a folder",
+    ),
+    (
+        "work_dir below a file",
+        dict(work_dir=os.path.join(__file__, "sub")),
+        None,
+        "cannot be created",
+    ),
     (
         "automatic threshold quantile out of range",
         dict(k=None, quantile=1.5),
