@@ -18,7 +18,8 @@ from fiftyone_dcd.database import ensure_database
 from fiftyone_dcd.embeddings import compute_embeddings, load_embeddings
 from fiftyone_dcd.evaluation import accuracy, format_table, predict
 from fiftyone_dcd.naming import RunNames, check_run_key
-from fiftyone_dcd.runs import clear_run, save_run, undo_on_failure
+from fiftyone_dcd import journal
+from fiftyone_dcd.runs import clear_run, save_run
 from fiftyone_dcd.selection import resolve_k_threshold, select_nearest
 from fiftyone_dcd.steps import (
     _tag_misclassified,
@@ -371,6 +372,7 @@ def finetune_dcd(
     dataset = samples._dataset
     names = RunNames(check_run_key(run_key))
     say = progress or (lambda fraction, label: None)
+    journal.recover(dataset, run_key)
     heldout = val.resolve_view(dataset, heldout, "debug-heldout set")
     e_sample = val.resolve_view(dataset, e_sample, "E_sample")
     if debug_train is None:
@@ -414,8 +416,11 @@ def finetune_dcd(
     )
     net = load_model(model, classes, checkpoint)
     work_dir = work_dir or default_work_dir(dataset, run_key)
-
-    try:
+    # a failure removes what fine-tuning wrote; the selection stays
+    new_run = run_key not in dataset.list_runs()
+    with journal.writing(
+        dataset, run_key, fields=[names.pred_after], run=new_run
+    ):
         rows, timings = _compare(
             net,
             classes,
@@ -470,12 +475,6 @@ def finetune_dcd(
             overwrite,
             t_start,
         )
-    except BaseException:
-        # the selection stays; only what fine-tuning wrote goes
-        if dataset.has_sample_field(names.pred_after):
-            dataset.delete_sample_field(names.pred_after)
-
-        raise
 
     say(1.0, "Done")
 
@@ -648,6 +647,7 @@ def apply_dcd(
     dataset = samples._dataset
     names = RunNames(check_run_key(run_key))
     say = progress or (lambda fraction, label: None)
+    journal.recover(dataset, run_key)
 
     # -- every check before anything is written --
     e_sample = val.resolve_view(dataset, e_sample, "E_sample", allow_none=True)
@@ -753,6 +753,13 @@ def apply_dcd(
         for v in (e_sample, heldout, errors)
     ]
 
+    # a split this run made earlier and now takes as input stays, even if
+    # the run fails
+    present = set(dataset.distinct("tags"))
+    input_tags = [
+        t for t in (names.e_sample_tag, names.heldout_tag) if t in present
+    ]
+
     # -- from here on, the dataset changes --
     if overwrite:
         clear_run(
@@ -761,9 +768,15 @@ def apply_dcd(
             keep_fields=[embeddings_field] if user_embeddings else [],
         )
 
-    # a failure from here on removes what this run wrote
-    keep = [embeddings_field] if user_embeddings else []
-    with undo_on_failure(dataset, names, keep_fields=keep):
+    # a failure (or a kill) from here on removes what this run wrote
+    with journal.writing(
+        dataset,
+        run_key,
+        fields=written,
+        tags=[t for t in names.tags if t not in input_tags],
+        views=[names.debug_train_view],
+        run=True,
+    ):
         work_dir = work_dir or default_work_dir(dataset, run_key)
         if e_sample is None:
             e_sample, heldout = split_e_sample(

@@ -2,7 +2,6 @@
 Storing DCD results as FiftyOne runs, and removing what a run wrote.
 """
 
-import contextlib
 import json
 
 import numpy as np
@@ -67,15 +66,3 @@ def clear_run(dataset, names, keep_fields=()):
 
     if names.debug_train_view in dataset.list_saved_views():
         dataset.delete_saved_view(names.debug_train_view)
-
-
-@contextlib.contextmanager
-def undo_on_failure(dataset, names, keep_fields=()):
-    """Runs the block; if it raises (or is interrupted), removes everything
-    the run ``names.run_key`` wrote, except ``keep_fields``, and re-raises.
-    """
-    try:
-        yield
-    except BaseException:
-        clear_run(dataset, names, keep_fields=keep_fields)
-        raise

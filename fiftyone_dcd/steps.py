@@ -16,6 +16,7 @@ import numpy as np
 
 import fiftyone as fo
 
+from fiftyone_dcd import journal
 from fiftyone_dcd import validation as val
 from fiftyone_dcd.data.fashion_mnist import default_cache_dir
 from fiftyone_dcd.database import ensure_database
@@ -211,6 +212,7 @@ def tag_errors(
     classes = get_classes(dataset, classes, samples, label_field)
     val.check_classes(samples, label_field, classes, "error view")
     net = load_model(model, classes, checkpoint)
+    journal.recover(dataset, run_key)
     val.check_free(
         dataset,
         overwrite,
@@ -220,25 +222,31 @@ def tag_errors(
     if overwrite:
         dataset.untag_samples([names.error_tag] + split_tags)
 
-    preds = predict(
-        samples,
-        net,
-        classes,
-        pred_field=names.pred_before,
-        batch_size=batch_size,
-        num_workers=num_workers,
-        device=device,
-        progress=progress,
-    )
-    num_errors = _tag_misclassified(
-        samples, preds, label_field, names.error_tag
-    )
-    num_split = 0
-    if num_e_sample is not None:
-        e_sample, _ = split_e_sample(
-            samples, num_e_sample, seed=seed, run_key=run_key
+    with journal.writing(
+        dataset,
+        run_key,
+        fields=[names.pred_before],
+        tags=[names.error_tag] + split_tags,
+    ):
+        preds = predict(
+            samples,
+            net,
+            classes,
+            pred_field=names.pred_before,
+            batch_size=batch_size,
+            num_workers=num_workers,
+            device=device,
+            progress=progress,
         )
-        num_split = len(e_sample)
+        num_errors = _tag_misclassified(
+            samples, preds, label_field, names.error_tag
+        )
+        num_split = 0
+        if num_e_sample is not None:
+            e_sample, _ = split_e_sample(
+                samples, num_e_sample, seed=seed, run_key=run_key
+            )
+            num_split = len(e_sample)
 
     return {"num_errors": num_errors, "num_e_sample": num_split}
 
@@ -271,6 +279,7 @@ def split_e_sample(
     names = RunNames(run_key)
     n = len(samples)
     count = val.e_sample_count(num_e_sample, n)
+    journal.recover(dataset, run_key)
     val.check_free(
         dataset, overwrite, tags=[names.e_sample_tag, names.heldout_tag]
     )
@@ -279,8 +288,10 @@ def split_e_sample(
 
     ids = np.array(samples.values("id"))
     perm = np.random.default_rng(seed).permutation(n)
-    dataset.select(ids[perm[:count]].tolist()).tag_samples(names.e_sample_tag)
-    dataset.select(ids[perm[count:]].tolist()).tag_samples(names.heldout_tag)
+    split = [names.e_sample_tag, names.heldout_tag]
+    with journal.writing(dataset, run_key, tags=split):
+        dataset.select(ids[perm[:count]].tolist()).tag_samples(split[0])
+        dataset.select(ids[perm[count:]].tolist()).tag_samples(split[1])
 
     return (
         dataset.match_tags(names.e_sample_tag),
@@ -364,6 +375,7 @@ def select_debug_train(
         )
 
     out_fields = [names.distance, names.query_id, names.assigned_label]
+    journal.recover(dataset, run_key)
     val.check_free(
         dataset,
         overwrite,
@@ -398,35 +410,44 @@ def select_debug_train(
     if overwrite:
         clear_selection(dataset, names)
 
-    keep_idx = np.flatnonzero(keep)
-    ids = [found[j] for j in keep_idx]
-    dataset.set_values(
-        names.distance,
-        {ids[n]: float(sel.distance[j]) for n, j in enumerate(keep_idx)},
-        key_field="id",
-    )
-    dataset.set_values(
-        names.query_id,
-        {ids[n]: queries[j] for n, j in enumerate(keep_idx)},
-        key_field="id",
-    )
-    dataset.set_values(
-        names.assigned_label,
-        {
-            ids[n]: fo.Classification(label=str(labels[j]))
-            for n, j in enumerate(keep_idx)
-        },
-        key_field="id",
-    )
-    dataset.select(ids).tag_samples(names.debug_train_tag)
-    view = dataset.match_tags(names.debug_train_tag).sort_by(names.distance)
-    info = dict(chosen, num_selected=len(ids))
-    dataset.save_view(
-        names.debug_train_view,
-        view,
-        description=_describe_selection(info, label_strategy),
-        overwrite=overwrite,
-    )
+    with journal.writing(
+        dataset,
+        run_key,
+        fields=out_fields,
+        tags=[names.debug_train_tag],
+        views=[names.debug_train_view],
+    ):
+        keep_idx = np.flatnonzero(keep)
+        ids = [found[j] for j in keep_idx]
+        dataset.set_values(
+            names.distance,
+            {ids[n]: float(sel.distance[j]) for n, j in enumerate(keep_idx)},
+            key_field="id",
+        )
+        dataset.set_values(
+            names.query_id,
+            {ids[n]: queries[j] for n, j in enumerate(keep_idx)},
+            key_field="id",
+        )
+        dataset.set_values(
+            names.assigned_label,
+            {
+                ids[n]: fo.Classification(label=str(labels[j]))
+                for n, j in enumerate(keep_idx)
+            },
+            key_field="id",
+        )
+        dataset.select(ids).tag_samples(names.debug_train_tag)
+        view = dataset.match_tags(names.debug_train_tag).sort_by(
+            names.distance
+        )
+        info = dict(chosen, num_selected=len(ids))
+        dataset.save_view(
+            names.debug_train_view,
+            view,
+            description=_describe_selection(info, label_strategy),
+            overwrite=overwrite,
+        )
 
     return (view, info) if return_info else view
 

@@ -191,3 +191,77 @@ def test_kill_during_finetuning_then_resume(
     test = ds.match_tags("test")
     assert predict(test, resumed, classes) == predict(test, reference, classes)
     ds.persistent = False
+
+
+SELECT_CHILD = """
+import sys, time
+import fiftyone as fo
+import fiftyone_dcd
+
+def stall(*args, **kwargs):
+    # killed here: fields and tags written, the view not yet saved
+    open(sys.argv[2], "w").close()
+    time.sleep(600)
+
+fo.Dataset.save_view = stall
+ds = fo.load_dataset(sys.argv[1])
+fiftyone_dcd.select_debug_train(
+    "pool", ds.match_tags("e_sample"), "vec", k=4, label_strategy="weak"
+)
+"""
+
+
+def test_kill_during_selection_leaves_no_orphans(small_dataset, tmp_path):
+    from fiftyone_dcd.naming import RunNames
+
+    ds = small_dataset
+    ds.persistent = True
+    rng = np.random.default_rng(0)
+    ds.set_values("vec", [rng.normal(size=6) for _ in range(len(ds))])
+    names = RunNames("dcd")
+    flag = str(tmp_path / "stalled")
+    child = subprocess.Popen(
+        [sys.executable, "-c", SELECT_CHILD, ds.name, flag],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + 300
+        while time.time() < deadline and not os.path.isfile(flag):
+            assert child.poll() is None, "child ended before being killed"
+            time.sleep(0.05)
+
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+    # the killed call left half a selection: fields and tags, no view
+    ds.reload()
+    assert ds.has_sample_field(names.distance)
+    assert len(ds.match_tags(names.debug_train_tag)) > 0
+    assert names.debug_train_view not in ds.list_saved_views()
+
+    # the next call removes it first, then selects as if it never was
+    view = fiftyone_dcd.select_debug_train(
+        "pool", ds.match_tags("e_sample"), "vec", k=4, label_strategy="weak"
+    )
+    ds.persistent = False
+    ids = set(view.values("id"))
+    assert set(ds.match_tags(names.debug_train_tag).values("id")) == ids
+    assert set(ds.exists(names.distance).values("id")) == ids
+
+    from fiftyone_dcd.selection import select_nearest
+
+    p_ids, P = ds.match_tags("pool").values(["id", "vec"])
+    Q = np.array(ds.match_tags("e_sample").values("vec"))
+    sel = select_nearest(Q, np.array(P), k=4)
+    assert ids == {p_ids[i] for i in sel.pool_index}
+
+    # a clean run leaves no journal record behind
+    from fiftyone_dcd import journal
+
+    assert journal.recover(ds, "dcd") is False
