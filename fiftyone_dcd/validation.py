@@ -69,14 +69,52 @@ def resolve_view(dataset, spec, what, allow_none=False):
 
 
 def check_media(samples, what):
-    """Raises ``ValueError`` if image files of ``samples`` are missing."""
-    paths = set(samples.values("filepath"))
-    missing = sorted(p for p in paths if not os.path.isfile(p))
+    """Raises ``ValueError`` if image files of ``samples`` are missing,
+    cannot be opened as images, or are too large to decode.
+
+    Reads each file's header only (PIL opens lazily); files whose pixel
+    data is damaged past a valid header still fail later, and the run then
+    removes what it wrote.
+    """
+    from PIL import Image
+
+    paths = sorted(set(samples.values("filepath")))
+    missing = [p for p in paths if not os.path.isfile(p)]
     if missing:
         raise ValueError(
             "%d image files of the %s are missing, e.g. %s; restore them, "
             "or leave those samples out of the view"
             % (len(missing), what, missing[0])
+        )
+
+    unreadable, huge = [], []
+    limit = Image.MAX_IMAGE_PIXELS
+    for path in paths:
+        try:
+            with Image.open(path) as img:
+                w, h = img.size
+        except Image.DecompressionBombError:
+            huge.append((path, "over the pixel limit"))
+            continue
+        except Exception as e:
+            unreadable.append((path, str(e).splitlines()[0][:80]))
+            continue
+
+        if limit is not None and w * h > limit:
+            huge.append((path, "%dx%d" % (w, h)))
+
+    if unreadable:
+        raise ValueError(
+            "%d files of the %s cannot be read as images, e.g. %s (%s); "
+            "replace them, or leave those samples out of the view"
+            % ((len(unreadable), what) + unreadable[0])
+        )
+
+    if huge:
+        raise ValueError(
+            "%d images of the %s are larger than PIL's limit of %d pixels, "
+            "e.g. %s (%s); downscale them, or leave those samples out of "
+            "the view" % ((len(huge), what, limit) + huge[0])
         )
 
 

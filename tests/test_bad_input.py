@@ -149,6 +149,24 @@ CASES = [
         "image files of the pool are missing",
     ),
     (
+        "corrupt image file",
+        None,
+        "corrupt_file",
+        "files of the pool cannot be read as images",
+    ),
+    (
+        "images over the pixel limit",
+        None,
+        "huge_images",
+        "larger than PIL's limit of 700 pixels",
+    ),
+    (
+        "E_sample overlaps pool",
+        None,
+        "e_sample_with_pool",
+        "3 samples are in both the E_sample and the pool",
+    ),
+    (
         "threshold that selects nothing",
         dict(threshold=1e-9),
         None,
@@ -236,7 +254,7 @@ CASES = [
 ROLLED_BACK = {"threshold that selects nothing"}
 
 
-def _prepare(ds, edit, tmp_path):
+def _prepare(ds, edit, tmp_path, monkeypatch):
     """Applies an edit that makes the input bad; returns the kwargs
     change it implies."""
     if edit == "empty_view":
@@ -274,6 +292,25 @@ def _prepare(ds, edit, tmp_path):
         sample.filepath = str(tmp_path / "gone.png")
         sample.save()
 
+    if edit == "corrupt_file":
+        path = tmp_path / "corrupt.png"
+        path.write_bytes(b"\x89PNG not really")
+        sample = ds.match_tags("pool").first()
+        sample.filepath = str(path)
+        sample.save()
+
+    if edit == "e_sample_with_pool":
+        pool = ds.match_tags("pool").limit(3)
+        pool.set_values(
+            "ground_truth", [fo.Classification(label=CLASSES[0])] * 3
+        )
+        ids = ds.match_tags("e_sample").values("id") + pool.values("id")
+        return {"e_sample": ds.select(ids)}
+
+    if edit == "huge_images":
+        # PIL's decompression-bomb limit, lowered below these 28x28 images
+        monkeypatch.setattr("PIL.Image.MAX_IMAGE_PIXELS", 700)
+
     if edit == "other_checkpoint":
         path = str(tmp_path / "linear.pt")
         torch.save(torch.nn.Linear(3, 2).state_dict(), path)
@@ -301,12 +338,12 @@ def _prepare(ds, edit, tmp_path):
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_apply_dcd_bad_input_leaves_dataset_unchanged(
-    small_dataset, case, tmp_path
+    small_dataset, case, tmp_path, monkeypatch
 ):
     _, over, edit, message = case
     ds = small_dataset
     kwargs = _apply_kwargs(**(over or {}))
-    kwargs.update(_prepare(ds, edit, tmp_path))
+    kwargs.update(_prepare(ds, edit, tmp_path, monkeypatch))
     model = kwargs.pop("model", "small_cnn")
     before = snapshot(ds)
     with pytest.raises(ValueError, match=re.escape(message)):
@@ -496,3 +533,65 @@ def test_tag_errors_checks_the_split_before_writing(small_dataset):
         )
     assert "num_e_sample=1000 leaves" in str(err.value)
     assert_unchanged(ds, before)
+
+
+@pytest.mark.parametrize("media", ["video", "group"])
+def test_video_and_grouped_datasets_are_refused(media, tmp_path):
+    import fiftyone_dcd
+
+    ds = fo.Dataset()
+    if media == "video":
+        ds.add_sample(fo.Sample(filepath=str(tmp_path / "clip.mp4")))
+        hint = "DCD works on image datasets"
+    else:
+        ds.add_group_field("group", default="left")
+        group = fo.Group()
+        ds.add_sample(
+            fo.Sample(
+                filepath=str(tmp_path / "a.png"), group=group.element("left")
+            )
+        )
+        hint = "select_group_slices"
+
+    before = snapshot(ds)
+    with pytest.raises(ValueError, match=hint):
+        fiftyone_dcd.apply_dcd(
+            ds,
+            "small_cnn",
+            train=ds.view(),
+            test=ds.view(),
+            pool=ds.view(),
+            e_sample=ds.view(),
+            heldout=ds.view(),
+        )
+    assert_unchanged(ds, before)
+    ds.delete()
+
+
+def test_mixed_image_modes_and_sizes_are_converted(tmp_path):
+    """Grayscale, RGB, RGBA, 16-bit, tiny and large images all load as the
+    model's input: converted and resized, not refused."""
+    from PIL import Image
+
+    from fiftyone_dcd.loaders import load_image
+
+    spec = {"in_chans": 1, "input_size": 28, "mean": (0.0,), "std": (1.0,)}
+    cases = {
+        "L": Image.new("L", (28, 28), 200),
+        "RGB": Image.new("RGB", (5, 3), (200, 200, 200)),
+        "RGBA": Image.new("RGBA", (1, 1), (200, 200, 200, 10)),
+        "I;16": Image.new("I;16", (300, 280), 200 * 257),
+    }
+    for mode, img in cases.items():
+        path = str(tmp_path / ("%s.png" % mode.replace(";", "")))
+        img.save(path)
+        x = load_image(path, spec)
+        assert tuple(x.shape) == (1, 28, 28), mode
+        np.testing.assert_allclose(x.numpy(), 200 / 255, atol=1 / 255)
+
+    rgb = dict(spec, in_chans=3, mean=(0.0,) * 3, std=(1.0,) * 3)
+    assert tuple(load_image(str(tmp_path / "L.png"), rgb).shape) == (
+        3,
+        28,
+        28,
+    )
