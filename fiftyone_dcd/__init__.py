@@ -20,6 +20,7 @@ from fiftyone_dcd.steps import (
 from fiftyone_dcd.database import DatabaseError, ensure_database
 from fiftyone_dcd.models import SmallCNN, build_model
 from fiftyone_dcd.naming import RunNames
+from fiftyone_dcd.results import list_dcd_runs, run_view, summarize_run
 from fiftyone_dcd.runs import load_run
 from fiftyone_dcd.selection import assign_labels, knn, select_nearest
 
@@ -36,10 +37,13 @@ __all__ = [
     "finetune",
     "finetune_dcd",
     "knn",
+    "list_dcd_runs",
     "load_run",
+    "run_view",
     "select_debug_train",
     "select_nearest",
     "split_e_sample",
+    "summarize_run",
     "tag_errors",
     "train_model",
 ]

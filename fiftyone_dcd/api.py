@@ -16,7 +16,8 @@ import numpy as np
 from fiftyone_dcd import validation as val
 from fiftyone_dcd.database import ensure_database
 from fiftyone_dcd.embeddings import compute_embeddings, load_embeddings
-from fiftyone_dcd.evaluation import accuracy, format_table, predict
+from fiftyone_dcd.evaluation import format_table, predict
+from fiftyone_dcd.models import check_model_spec
 from fiftyone_dcd.naming import RunNames, check_run_key
 from fiftyone_dcd import journal
 from fiftyone_dcd.runs import clear_run, save_run
@@ -28,6 +29,7 @@ from fiftyone_dcd.steps import (
     finetune,
     get_classes,
     load_model,
+    scores,
     select_debug_train,
     split_e_sample,
 )
@@ -94,10 +96,7 @@ def _compare(
             device=device,
         )
     else:
-        before = {
-            "test acc": accuracy(predictions, test, label_field),
-            "heldout acc": accuracy(predictions, heldout, label_field),
-        }
+        before = scores(predictions, test, heldout, label_field)
 
     timings["evaluate"] += time.time() - t
 
@@ -130,6 +129,7 @@ def _compare(
             )
         )
 
+    per_class = {"before debugging": before.pop("per class")}
     rows = [
         dict(method="before debugging", **{"pool images added": 0}, **before)
     ]
@@ -168,13 +168,14 @@ def _compare(
         if is_dcd:
             save_weights(tuned, os.path.join(work_dir, "dcd_model.pt"))
 
+        per_class[method] = acc.pop("per class")
         rows.append(dict(method=method, **{"pool images added": added}, **acc))
 
     for row in rows:
         row["test change"] = row["test acc"] - before["test acc"]
         row["heldout change"] = row["heldout acc"] - before["heldout acc"]
 
-    return rows, timings
+    return rows, per_class, timings
 
 
 def _first_round(
@@ -274,10 +275,11 @@ def _check_common(
     lr,
     batch_size,
     device,
+    media=True,
 ):
     """Resolves and checks the views and settings shared by fine-tuning
     and :func:`apply_dcd`; returns the views, the class list and the
-    baselines.
+    baselines. ``media=False`` skips opening the image files.
     """
     val.check_dataset(dataset)
     val.check_training_params(epochs, lr, batch_size, device)
@@ -321,7 +323,7 @@ def _check_common(
         (e_sample, "E_sample"),
         (heldout, "debug-heldout set"),
     ):
-        if view is not None:
+        if view is not None and media:
             val.check_media(view, what)
 
     if not (isinstance(replay, (int, float)) and 0 < replay <= 1):
@@ -421,7 +423,7 @@ def finetune_dcd(
     with journal.writing(
         dataset, run_key, fields=[names.pred_after], run=new_run
     ):
-        rows, timings = _compare(
+        rows, per_class, timings = _compare(
             net,
             classes,
             dict(
@@ -468,6 +470,7 @@ def finetune_dcd(
             dataset,
             names,
             rows,
+            per_class,
             timings,
             debug_train,
             true_label_field,
@@ -485,6 +488,7 @@ def _finish(
     dataset,
     names,
     rows,
+    per_class,
     timings,
     debug_train,
     true_label_field,
@@ -494,6 +498,7 @@ def _finish(
 ):
     result = {
         "rows": rows,
+        "per_class": per_class,
         "table": format_table(rows, REPORT_COLUMNS),
         "num_selected": len(debug_train),
         "timings": timings,
@@ -546,6 +551,7 @@ def apply_dcd(
     overwrite=False,
     device=None,
     progress=None,
+    dry_run=False,
 ):
     """Runs Data-Centric Debugging on a dataset and reports the result.
 
@@ -636,10 +642,14 @@ def apply_dcd(
             and everything it wrote
         device (None): a torch device; CUDA when present by default
         progress (None): a callable ``progress(fraction, label)``
+        dry_run (False): only check the inputs, without opening image
+            files, reading vectors or loading the model, write nothing and
+            return None (forms call this on every edit)
 
     Returns:
         a dict with ``rows`` (the report table, one dict per method),
-        ``table`` (it as text), ``num_selected``, ``timings`` (seconds per
+        ``per_class`` (``{method: {"test": {class: accuracy}, "heldout":
+        ...}}``), ``table`` (the rows as text), ``num_selected``, ``timings`` (seconds per
         step), ``config`` and, with ``true_label_field``, ``label_purity``
     """
     ensure_database()
@@ -647,7 +657,8 @@ def apply_dcd(
     dataset = samples._dataset
     names = RunNames(check_run_key(run_key))
     say = progress or (lambda fraction, label: None)
-    journal.recover(dataset, run_key)
+    if not dry_run:
+        journal.recover(dataset, run_key)
 
     # -- every check before anything is written --
     e_sample = val.resolve_view(dataset, e_sample, "E_sample", allow_none=True)
@@ -693,10 +704,13 @@ def apply_dcd(
         lr,
         batch_size,
         device,
+        media=not dry_run,
     )
     if errors is not None:
         val.check_disjoint(errors, train, "error set", "training set")
-        val.check_media(errors, "error set")
+        if not dry_run:
+            val.check_media(errors, "error set")
+
         val.e_sample_count(num_e_sample, len(errors))
         val.check_classes(errors, label_field, classes, "error set")
         val.check_disjoint(errors, pool, "error set", "pool")
@@ -709,7 +723,10 @@ def apply_dcd(
 
     embeddings_field = embeddings_field or names.embeddings
     user_embeddings = embeddings_field != names.embeddings
-    if user_embeddings:
+    if user_embeddings and dry_run:
+        val.check_vector_field(dataset, embeddings_field)
+        val.check_vectors_present(pool, embeddings_field, "pool")
+    elif user_embeddings:
         val.check_vector_field(dataset, embeddings_field)
         # reads every vector, so bad rows stop the run before it writes
         query_source = e_sample if e_sample is not None else errors
@@ -733,6 +750,12 @@ def apply_dcd(
         tags=names.tags,
         views=[names.debug_train_view],
     )
+    if dry_run:
+        check_model_spec(model, checkpoint)
+        if embeddings_model is not None:
+            check_model_spec(embeddings_model, embeddings_checkpoint)
+
+        return None
 
     net = load_model(model, classes, checkpoint)
     embed_net = net
@@ -870,7 +893,7 @@ def apply_dcd(
         )
         timings["select"] = time.time() - t
 
-        rows, more = _compare(
+        rows, per_class, more = _compare(
             net,
             classes,
             dict(
@@ -893,6 +916,7 @@ def apply_dcd(
             label_strategy,
             ", 2 rounds" if rounds == 2 else "",
         )
+        per_class[rows[1]["method"]] = per_class.pop("DCD")
         timings.update(more)
         config = dict(
             method="dcd",
@@ -924,6 +948,7 @@ def apply_dcd(
             dataset,
             names,
             rows,
+            per_class,
             timings,
             debug_train,
             true_label_field,

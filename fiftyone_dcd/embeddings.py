@@ -56,6 +56,9 @@ def compute_embeddings(
 
     ids = todo.values("id")
     total = len(ids)
+    if total == 0 and progress is not None:
+        progress(0, 0)  # nothing to do is news too
+
     for start in range(0, total, chunk_size):
         chunk = dataset.select(ids[start : start + chunk_size], ordered=True)
         result = run_inference(

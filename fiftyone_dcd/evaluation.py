@@ -69,6 +69,18 @@ def accuracy(predictions, samples, label_field):
     return float(np.mean([predictions[i] == l for i, l in zip(ids, labels)]))
 
 
+def per_class_accuracy(predictions, samples, label_field):
+    """Returns ``{class: accuracy}`` over the classes present among the
+    ``label_field`` labels of ``samples``, as :func:`accuracy` computes it.
+    """
+    ids, labels = samples.values(["id", label_field + ".label"])
+    hits = {}
+    for i, label in zip(ids, labels):
+        hits.setdefault(label, []).append(predictions[i] == label)
+
+    return {c: float(np.mean(h)) for c, h in sorted(hits.items())}
+
+
 def format_table(rows, columns):
     """Formats a list of dicts as a text table with the given columns;
     accuracies (floats in [0, 1]) are shown in percent.

@@ -131,6 +131,45 @@ def build_model(
     return net
 
 
+def check_model_spec(model, checkpoint=None):
+    """Raises ``ValueError`` for what :func:`build_model` would refuse
+    without building anything: an unknown model name or a checkpoint path
+    that is not a readable file.
+    """
+    if isinstance(model, nn.Module):
+        pass
+    elif not isinstance(model, str) or not model:
+        build_model(model)  # raises its message
+    elif model.startswith(TORCHVISION_PREFIX):
+        import torchvision
+
+        name = model[len(TORCHVISION_PREFIX) :]
+        if name not in torchvision.models.list_models():
+            _build_torchvision(name, None, False)  # raises its message
+    elif model != "small_cnn":
+        import timm
+
+        if not timm.is_model(model):
+            _build_timm(model, None, False, None)  # raises its message
+
+    if checkpoint is not None:
+        _check_checkpoint_path(checkpoint)
+
+
+def _check_checkpoint_path(path):
+    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
+        raise ValueError(
+            "Checkpoint %r is not a file; pass the path of a state dict "
+            "saved with torch.save(model.state_dict(), path)" % (path,)
+        )
+
+    if not os.access(path, os.R_OK):
+        raise ValueError(
+            "Checkpoint %s cannot be read (permissions); make it readable "
+            "by this user" % (path,)
+        )
+
+
 def _build_timm(name, num_classes, pretrained, in_chans):
     import timm
 
@@ -204,12 +243,7 @@ def load_checkpoint(net, path):
     or ``model`` (mmengine and common training scripts); prefixes added by
     wrappers (``net.``, ``module.``) are removed.
     """
-    if not isinstance(path, (str, os.PathLike)) or not os.path.isfile(path):
-        raise ValueError(
-            "Checkpoint %r is not a file; pass the path of a state dict "
-            "saved with torch.save(model.state_dict(), path)" % (path,)
-        )
-
+    _check_checkpoint_path(path)
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:

@@ -21,7 +21,7 @@ from fiftyone_dcd import validation as val
 from fiftyone_dcd.data.fashion_mnist import default_cache_dir
 from fiftyone_dcd.database import ensure_database
 from fiftyone_dcd.embeddings import compute_embeddings, load_embeddings
-from fiftyone_dcd.evaluation import accuracy, predict
+from fiftyone_dcd.evaluation import accuracy, per_class_accuracy, predict
 from fiftyone_dcd.models import build_model
 from fiftyone_dcd.naming import RunNames
 from fiftyone_dcd.selection import (
@@ -80,9 +80,11 @@ def train_model(
     batch_size=128,
     num_workers=0,
     seed=0,
+    progress=None,
 ):
     """Trains a classifier on ``samples`` with an mmengine Runner and saves
-    its weights as ``<work_dir>/model.pt``.
+    its weights as ``<work_dir>/model.pt``; ``progress(done, total)``
+    receives training iterations.
 
     Returns:
         ``(net, checkpoint_path)``
@@ -108,6 +110,7 @@ def train_model(
         batch_size=batch_size,
         num_workers=num_workers,
         seed=seed,
+        progress=progress,
     )
     path = save_weights(net, os.path.join(work_dir, "model.pt"))
 
@@ -313,6 +316,8 @@ def select_debug_train(
     run_key="dcd",
     overwrite=False,
     return_info=False,
+    dry_run=False,
+    progress=None,
 ):
     """Selects the debug-train set: for each E_sample image, its ``k``
     nearest pool images by l2 distance in ``embeddings_field``, or, when
@@ -345,9 +350,14 @@ def select_debug_train(
         run_key ("dcd"): the run key
         overwrite (False): whether to replace this run's earlier selection
         return_info (False): whether to also return what was chosen
+        dry_run (False): only check the inputs, without reading the
+            vectors, and write nothing (forms call this on every edit)
+        progress (None): a callable ``progress(done, total)`` of E_sample
+            images searched
 
     Returns:
-        the debug-train view, or ``(view, info)`` with ``return_info``:
+        None with ``dry_run``; else the debug-train view, or
+        ``(view, info)`` with ``return_info``:
         ``info`` has ``k``, ``threshold``, ``auto`` (a sentence, or None
         when nothing was chosen automatically) and ``num_selected``
     """
@@ -365,6 +375,19 @@ def select_debug_train(
     val.check_label_field(pool, weak_label_field, "pool weak")
     val.check_disjoint(pool, e_sample, "pool", "E_sample")
     val.check_vector_field(dataset, embeddings_field)
+    out_fields = [names.distance, names.query_id, names.assigned_label]
+    if dry_run:
+        val.check_vectors_present(pool, embeddings_field, "pool")
+        val.check_vectors_present(e_sample, embeddings_field, "E_sample")
+        val.check_free(
+            dataset,
+            overwrite,
+            fields=out_fields,
+            tags=[names.debug_train_tag],
+            views=[names.debug_train_view],
+        )
+        return None
+
     pool_ids, X = load_embeddings(pool, embeddings_field)
     query_ids, Q = load_embeddings(e_sample, embeddings_field)
     if X.shape[1] != Q.shape[1]:
@@ -374,7 +397,6 @@ def select_debug_train(
             % (embeddings_field, X.shape[1], Q.shape[1])
         )
 
-    out_fields = [names.distance, names.query_id, names.assigned_label]
     journal.recover(dataset, run_key)
     val.check_free(
         dataset,
@@ -384,6 +406,8 @@ def select_debug_train(
         views=[names.debug_train_view],
     )
 
+    say = progress or (lambda done, total: None)
+    say(0, len(Q))
     chosen = resolve_k_threshold(Q, k, threshold, quantile)
     k, threshold = chosen["k"], chosen["threshold"]
     sel = select_nearest(Q, X, k, threshold=threshold, budget=budget)
@@ -448,6 +472,8 @@ def select_debug_train(
             description=_describe_selection(info, label_strategy),
             overwrite=overwrite,
         )
+
+    say(len(Q), len(Q))
 
     return (view, info) if return_info else view
 
@@ -518,8 +544,10 @@ def evaluate(
     device=None,
     pred_field=None,
 ):
-    """Returns ``{"test acc": ..., "heldout acc": ...}`` of ``net``,
-    storing its predictions in ``pred_field`` when given.
+    """Returns ``{"test acc": ..., "heldout acc": ..., "per class": ...}``
+    of ``net``, where ``per class`` maps ``"test"`` and ``"heldout"`` to
+    ``{class: accuracy}``; stores the predictions in ``pred_field`` when
+    given.
     """
     preds = predict(
         test.concat(heldout),
@@ -531,7 +559,17 @@ def evaluate(
         device=device,
     )
 
+    return scores(preds, test, heldout, label_field)
+
+
+def scores(predictions, test, heldout, label_field):
+    """Accuracies of the ``{id: label}`` ``predictions`` as
+    :func:`evaluate` returns them."""
     return {
-        "test acc": accuracy(preds, test, label_field),
-        "heldout acc": accuracy(preds, heldout, label_field),
+        "test acc": accuracy(predictions, test, label_field),
+        "heldout acc": accuracy(predictions, heldout, label_field),
+        "per class": {
+            "test": per_class_accuracy(predictions, test, label_field),
+            "heldout": per_class_accuracy(predictions, heldout, label_field),
+        },
     }

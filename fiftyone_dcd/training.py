@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import time
 import uuid
 
 import numpy as np
@@ -56,6 +57,28 @@ class EpochSeedHook(Hook):
         s = (int(self.seed) * 1000003 + runner.epoch) % (2**31)
         torch.manual_seed(s)
         np.random.seed(s)
+
+
+class ProgressHook(Hook):
+    """Reports training iterations as ``progress(done, total)``, at most
+    once per ``interval`` seconds and at the end of each epoch (progress
+    callbacks may write to a database)."""
+
+    def __init__(self, progress, interval=1.0):
+        self.progress = progress
+        self.interval = interval
+        self._last = 0.0
+
+    def _report(self, runner):
+        self._last = time.time()
+        self.progress(runner.iter, runner.max_iters)
+
+    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+        if time.time() - self._last >= self.interval:
+            self._report(runner)
+
+    def after_train_epoch(self, runner):
+        self._report(runner)
 
 
 class PlainCheckpointHook(Hook):
@@ -115,6 +138,7 @@ def train_classifier(
     seed=0,
     augment=True,
     device=None,
+    progress=None,
 ):
     """Trains ``net`` in place on the concatenation of labelled parts.
 
@@ -135,6 +159,8 @@ def train_classifier(
         augment (True): whether to flip images at random
         device (None): unused; mmengine places the model on CUDA when
             present
+        progress (None): a callable ``progress(done, total)`` of training
+            iterations
 
     Returns:
         ``net``, trained, in eval mode
@@ -171,6 +197,7 @@ def train_classifier(
         lr=lr,
         seed=seed,
         fingerprint=fingerprint,
+        progress=progress,
     )
 
 
@@ -183,6 +210,7 @@ def train_on_loader(
     lr=0.05,
     seed=0,
     fingerprint=None,
+    progress=None,
 ):
     """Trains ``net`` in place with an mmengine ``Runner`` on a loader of
     dicts with ``inputs`` and ``labels`` (and optionally ``ids``).
@@ -193,6 +221,7 @@ def train_on_loader(
     of the data and the recipe), a run killed after an epoch resumes from
     its last checkpoint in ``work_dir`` when rerun with the same
     fingerprint, and ends with the weights of an uninterrupted run.
+    ``progress(done, total)`` receives training iterations.
 
     Returns:
         ``net``, trained, in eval mode
@@ -237,7 +266,8 @@ def train_on_loader(
             ),
             logger=dict(type="LoggerHook", interval=50),
         ),
-        custom_hooks=[EpochSeedHook(seed), PlainCheckpointHook()],
+        custom_hooks=[EpochSeedHook(seed), PlainCheckpointHook()]
+        + ([ProgressHook(progress)] if progress else []),
         randomness=dict(seed=seed),
         resume=resume,
         log_level=os.environ.get("DCD_MMENGINE_LOG_LEVEL", "WARNING"),

@@ -194,6 +194,18 @@ def check_vector_field(dataset, field):
         )
 
 
+def check_vectors_present(samples, field, what):
+    """Raises ``ValueError`` if samples of ``samples`` have no vector in
+    ``field``; counts in the database, without reading vectors.
+    """
+    missing = len(samples.exists(field, False))
+    if missing:
+        raise ValueError(
+            "%d of %d samples of the %s have no '%s'; compute embeddings "
+            "for them first" % (missing, len(samples), what, field)
+        )
+
+
 def check_classes(samples, field, classes, what):
     """Raises ``ValueError`` if ``samples`` hold labels outside
     ``classes``.

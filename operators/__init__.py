@@ -19,6 +19,7 @@ except ImportError:
     sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))
     import fiftyone_dcd as fodcd
 
+from fiftyone_dcd.results import accuracy_traces, summary_markdown
 from fiftyone_dcd.selection import LABEL_STRATEGIES
 
 ICON = "/plugin_manifest/dcd.svg"
@@ -36,6 +37,16 @@ def _config(name, label, description, **kwargs):
         icon=ICON,
         **kwargs,
     )
+
+
+class _Operator(foo.Operator):
+    def resolve_run_name(self, ctx):
+        # names delegated runs in the App's runs list
+        key = ctx.params.get("run_key")
+        if isinstance(key, str) and key:
+            return "%s (run %s)" % (self.config.label, key)
+
+        return self.config.label
 
 
 def _form(operator, inputs):
@@ -103,14 +114,73 @@ def _model_inputs(inputs, prefix=""):
     )
 
 
-def _view_input(inputs, name, label, default, description, required=True):
+def _view_choices(ctx):
+    """The dataset's saved views and sample tags, which name views."""
+    if ctx.dataset is None:
+        return []
+
+    return sorted(ctx.dataset.list_saved_views()) + sorted(
+        t for t in ctx.dataset.distinct("tags")
+    )
+
+
+def _view_input(
+    ctx, inputs, name, label, default, description, required=True
+):
+    choices = _view_choices(ctx)
+    view = types.AutocompleteView()
+    for choice in choices:
+        view.add_choice(choice, label=choice)
+
     inputs.str(
         name,
-        default=default,
+        default=default if default in choices or not choices else None,
         required=required,
         label=label,
         description="A sample tag or saved view name. " + description,
+        view=view,
     )
+
+
+def _vector_input(ctx, inputs, name, label, default, description):
+    vectors = _fields_of(ctx, vector=True)
+    if vectors:
+        inputs.enum(
+            name,
+            vectors,
+            default=default if default in vectors else vectors[0],
+            required=True,
+            label=label,
+            description=description,
+            view=types.DropdownView(),
+        )
+    else:
+        inputs.str(
+            name,
+            default=default,
+            required=True,
+            label=label,
+            description=description,
+        )
+
+
+def _check_form(inputs, check, params, required):
+    """Runs the library's dry run ``check()`` once the ``required``
+    parameters are filled in, and turns its ``ValueError`` into an invalid
+    form entry that names the problem, so that a run which cannot succeed
+    cannot be started."""
+    if any(params.get(name) in (None, "") for name in required):
+        return
+
+    try:
+        check()
+    except ValueError as e:
+        prop = inputs.view(
+            "problem",
+            types.Error(label="This run cannot start", description=str(e)),
+        )
+        prop.invalid = True
+        prop.error_message = str(e)
 
 
 def _run_inputs(inputs):
@@ -191,7 +261,7 @@ def _selection_params(p):
     )
 
 
-class TrainDCDModel(foo.Operator):
+class TrainDCDModel(_Operator):
     @property
     def config(self):
         return _config(
@@ -233,6 +303,7 @@ class TrainDCDModel(foo.Operator):
             work_dir=p.get("work_dir") or None,
             epochs=p.get("epochs", 3),
             lr=p.get("lr", 0.05),
+            progress=_count_progress(ctx),
         )
 
         return {"checkpoint": path}
@@ -244,7 +315,7 @@ class TrainDCDModel(foo.Operator):
         return types.Property(outputs)
 
 
-class ComputeDCDEmbeddings(foo.Operator):
+class ComputeDCDEmbeddings(_Operator):
     @property
     def config(self):
         return _config(
@@ -298,7 +369,7 @@ class ComputeDCDEmbeddings(foo.Operator):
         return types.Property(outputs)
 
 
-class TagDCDErrors(foo.Operator):
+class TagDCDErrors(_Operator):
     @property
     def config(self):
         return _config(
@@ -355,7 +426,7 @@ class TagDCDErrors(foo.Operator):
         return types.Property(outputs)
 
 
-class SelectDebugTrain(foo.Operator):
+class SelectDebugTrain(_Operator):
     @property
     def config(self):
         return _config(
@@ -369,14 +440,16 @@ class SelectDebugTrain(foo.Operator):
         inputs = types.Object()
         ctx.target_view()
         _view_input(
+            ctx,
             inputs, "pool", "Pool", "pool", "The weakly labelled pool F"
         )
-        vectors = _fields_of(ctx, vector=True)
-        inputs.str(
+        _vector_input(
+            ctx,
+            inputs,
             "embeddings_field",
-            default=vectors[0] if vectors else "dcd_embeddings",
-            required=True,
-            label="Embeddings field",
+            "Embeddings field",
+            "dcd_embeddings",
+            "Penultimate-layer embeddings of the pool and E_sample",
         )
         _label_field(
             ctx,
@@ -396,12 +469,18 @@ class SelectDebugTrain(foo.Operator):
         )
         _selection_inputs(inputs)
         _run_inputs(inputs)
+        _check_form(
+            inputs,
+            lambda: self._select(ctx, dry_run=True),
+            ctx.params,
+            ("pool", "embeddings_field", "label_field", "weak_label_field"),
+        )
 
         return _form(self, inputs)
 
-    def execute(self, ctx):
+    def _select(self, ctx, dry_run=False):
         p = ctx.params
-        view = fodcd.select_debug_train(
+        return fodcd.select_debug_train(
             p["pool"],
             ctx.target_view(),
             p["embeddings_field"],
@@ -409,8 +488,14 @@ class SelectDebugTrain(foo.Operator):
             weak_label_field=p["weak_label_field"],
             run_key=p.get("run_key", "dcd"),
             overwrite=p.get("overwrite", False),
+            dry_run=dry_run,
+            progress=None if dry_run else _count_progress(ctx),
             **_selection_params(p),
         )
+
+    def execute(self, ctx):
+        p = ctx.params
+        view = self._select(ctx)
         names = fodcd.RunNames(p.get("run_key", "dcd"))
 
         return {
@@ -426,23 +511,25 @@ class SelectDebugTrain(foo.Operator):
         return types.Property(outputs)
 
 
-def _finetune_inputs(inputs):
+def _finetune_inputs(ctx, inputs):
     _view_input(
+        ctx,
         inputs,
         "train",
         "Training set",
         "train",
         "The original training data, replayed",
     )
-    _view_input(inputs, "test", "Test set", "test", "The original test set")
+    _view_input(ctx, inputs, "test", "Test set", "test", "The original test set")
     _view_input(
+        ctx,
         inputs,
         "heldout",
         "Debug-heldout",
         "dcd:dcd:heldout",
         "Held-out samples of the error distribution",
     )
-    _view_input(inputs, "pool", "Pool", "pool", "The weakly labelled pool")
+    _view_input(ctx, inputs, "pool", "Pool", "pool", "The weakly labelled pool")
     inputs.int("epochs", default=2, label="Epochs")
     inputs.float("lr", default=0.01, label="Learning rate")
     inputs.float(
@@ -460,7 +547,7 @@ def _finetune_inputs(inputs):
     inputs.str("work_dir", required=False, label="Work folder")
 
 
-class FinetuneDCD(foo.Operator):
+class FinetuneDCD(_Operator):
     @property
     def config(self):
         return _config(
@@ -475,6 +562,7 @@ class FinetuneDCD(foo.Operator):
         ctx.target_view()
         _model_inputs(inputs)
         _view_input(
+            ctx,
             inputs,
             "e_sample",
             "E_sample",
@@ -497,7 +585,7 @@ class FinetuneDCD(foo.Operator):
             "weak_label",
             "The pool's weak labels",
         )
-        _finetune_inputs(inputs)
+        _finetune_inputs(ctx, inputs)
         _run_inputs(inputs)
 
         return _form(self, inputs)
@@ -535,7 +623,7 @@ class FinetuneDCD(foo.Operator):
         return types.Property(outputs)
 
 
-class ApplyDCD(foo.Operator):
+class ApplyDCD(_Operator):
     @property
     def config(self):
         return _config(
@@ -551,11 +639,14 @@ class ApplyDCD(foo.Operator):
         ctx.target_view()
         _model_inputs(inputs)
         _view_input(
+            ctx,
             inputs,
             "e_sample",
             "E_sample",
             "e_sample",
-            "The labelled samples of the error distribution",
+            "The labelled samples of the error distribution; leave empty "
+            "to use the target view (e.g. the samples selected in the grid)",
+            required=False,
         )
         _label_field(
             ctx,
@@ -583,19 +674,43 @@ class ApplyDCD(foo.Operator):
             "fine-tuned on a first selection; 1: select once",
             view=types.RadioGroup(),
         )
-        _finetune_inputs(inputs)
+        _finetune_inputs(ctx, inputs)
         _run_inputs(inputs)
+        _check_form(
+            inputs,
+            lambda: self._apply(ctx, dry_run=True),
+            ctx.params,
+            (
+                "model",
+                "train",
+                "test",
+                "pool",
+                "heldout",
+                "label_field",
+                "weak_label_field",
+            ),
+        )
 
         return _form(self, inputs)
 
     def execute(self, ctx):
         p = ctx.params
-        result = ctx.target_view().apply_dcd(
+        result = self._apply(ctx, progress=_progress(ctx))
+
+        return {
+            "table": result["table"],
+            "run_key": p.get("run_key", "dcd"),
+            "num_selected": result["num_selected"],
+        }
+
+    def _apply(self, ctx, progress=None, dry_run=False):
+        p = ctx.params
+        return ctx.target_view().apply_dcd(
             p["model"],
             train=p["train"],
             test=p["test"],
             pool=p["pool"],
-            e_sample=p["e_sample"],
+            e_sample=p.get("e_sample") or ctx.target_view(),
             heldout=p["heldout"],
             label_field=p["label_field"],
             weak_label_field=p["weak_label_field"],
@@ -607,16 +722,11 @@ class ApplyDCD(foo.Operator):
             run_key=p.get("run_key", "dcd"),
             work_dir=p.get("work_dir") or None,
             overwrite=p.get("overwrite", False),
-            progress=_progress(ctx),
-            rounds=int(p.get("rounds", 2)),
+            progress=progress,
+            rounds=p.get("rounds", 2),
+            dry_run=dry_run,
             **_selection_params(p),
         )
-
-        return {
-            "table": result["table"],
-            "run_key": p.get("run_key", "dcd"),
-            "num_selected": result["num_selected"],
-        }
 
     def resolve_output(self, ctx):
         outputs = types.Object()
@@ -625,6 +735,106 @@ class ApplyDCD(foo.Operator):
         outputs.int("num_selected", label="Images selected")
 
         return types.Property(outputs)
+
+
+class DCDResultsPanel(foo.Panel):
+    """Shows a DCD run of the dataset: accuracies against the baselines,
+    per-class changes, selection purity, and buttons that load the run's
+    views into the grid."""
+
+    @property
+    def config(self):
+        return foo.PanelConfig(
+            name="dcd_results",
+            label="DCD results",
+            icon=ICON,
+            help_markdown="The latest Data-Centric Debugging run of this "
+            "dataset; pick another run in the dropdown",
+        )
+
+    def on_load(self, ctx):
+        self._refresh(ctx, ctx.panel.state.run_key)
+
+    def on_change_dataset(self, ctx):
+        self._refresh(ctx, None)
+
+    def on_pick_run(self, ctx):
+        self._refresh(ctx, ctx.params.get("value"))
+
+    def _refresh(self, ctx, run_key):
+        runs = fodcd.list_dcd_runs(ctx.dataset) if ctx.dataset else []
+        if run_key not in runs:
+            run_key = runs[-1] if runs else None
+
+        ctx.panel.state.runs = runs
+        ctx.panel.state.run_key = run_key
+        summary = (
+            fodcd.summarize_run(ctx.dataset, run_key) if run_key else None
+        )
+        ctx.panel.state.summary = (
+            summary_markdown(summary) if summary else None
+        )
+        ctx.panel.data.accuracy = (
+            accuracy_traces(summary) if summary else []
+        )
+
+    def _load_view(self, ctx, which):
+        view = fodcd.run_view(ctx.dataset, ctx.panel.state.run_key, which)
+        ctx.ops.set_view(view=view)
+
+    def show_e_sample(self, ctx):
+        self._load_view(ctx, "e_sample")
+
+    def show_heldout(self, ctx):
+        self._load_view(ctx, "heldout")
+
+    def show_debug_train(self, ctx):
+        self._load_view(ctx, "debug_train")
+
+    def render(self, ctx):
+        panel = types.Object()
+        runs = ctx.panel.state.runs or []
+        if not runs:
+            panel.md(
+                "No DCD run on this dataset yet. Run **DCD: run the whole "
+                "pipeline** from the operator browser, or "
+                "`dataset.apply_dcd(...)` in Python.",
+                name="empty",
+            )
+            return types.Property(panel, view=types.GridView(padding=2))
+
+        panel.enum(
+            "run_key",
+            runs,
+            default=ctx.panel.state.run_key,
+            label="Run",
+            view=types.DropdownView(),
+            on_change=self.on_pick_run,
+        )
+        panel.plot(
+            "accuracy",
+            layout={
+                "title": "Accuracy (%) after fine-tuning",
+                "barmode": "group",
+                "yaxis": {"range": [0, 100]},
+            },
+            config={"displayModeBar": False},
+        )
+        buttons = panel.h_stack("views", gap=1)
+        buttons.btn(
+            "e_sample", label="E_sample", on_click=self.show_e_sample
+        )
+        buttons.btn(
+            "heldout", label="Debug-heldout", on_click=self.show_heldout
+        )
+        buttons.btn(
+            "debug_train",
+            label="Debug-train, nearest first",
+            on_click=self.show_debug_train,
+        )
+        panel.md(ctx.panel.state.summary or "", name="summary")
+
+        return types.Property(panel, view=types.GridView(padding=2))
 
 
 OPERATORS = (
@@ -636,7 +846,9 @@ OPERATORS = (
     ApplyDCD,
 )
 
+PANELS = (DCDResultsPanel,)
+
 
 def register(p):
-    for cls in OPERATORS:
+    for cls in OPERATORS + PANELS:
         p.register(cls)

@@ -30,6 +30,16 @@ def hand_accuracy(view, pred_field):
     return sum(a == b for a, b in zip(gt, pred)) / len(gt)
 
 
+def hand_per_class(view, pred_field):
+    gt, pred = view.values(["ground_truth.label", pred_field + ".label"])
+    out = {}
+    for c in set(gt):
+        hits = [b == c for a, b in zip(gt, pred) if a == c]
+        out[c] = sum(hits) / len(hits)
+
+    return out
+
+
 def test_apply_dcd_selects_brute_force_neighbours(
     small_dataset, trained_checkpoint, tmp_path
 ):
@@ -117,6 +127,49 @@ def test_apply_dcd_selects_brute_force_neighbours(
     truth = view.values("true_label.label")
     assert result["label_purity"] == pytest.approx(
         np.mean([a == b for a, b in zip(truth, assigned)])
+    )
+
+    # per-class accuracies equal those computed from stored predictions,
+    # and the summary the App panel shows carries the same numbers
+    dcd_name = "DCD (agree, 2 rounds)"
+    for split, view_ in (("test", test), ("heldout", heldout)):
+        for method, field in (
+            ("before debugging", names.pred_before),
+            (dcd_name, names.pred_after),
+        ):
+            want = hand_per_class(view_, field)
+            got = result["per_class"][method][split]
+            assert set(got) == set(want)
+            for c in want:
+                assert got[c] == pytest.approx(want[c])
+
+    assert fiftyone_dcd.list_dcd_runs(ds) == ["dcd"]
+    summary = fiftyone_dcd.summarize_run(ds)
+    assert summary["run_key"] == "dcd"
+    assert summary["num_selected"] == len(expected)
+    by_class = {r["class"]: r for r in summary["per_class"]}
+    want = hand_per_class(heldout, names.pred_after)
+    want0 = hand_per_class(heldout, names.pred_before)
+    for c in want:
+        assert by_class[c]["heldout change"] == pytest.approx(
+            want[c] - want0[c]
+        )
+
+    text = fiftyone_dcd.results.summary_markdown(summary)
+    for r in result["rows"]:
+        assert "| %s |" % r["method"] in text
+        assert "%.2f" % (100 * r["heldout acc"]) in text
+        assert "%.2f" % (100 * r["test acc"]) in text
+
+    traces = fiftyone_dcd.results.accuracy_traces(summary)
+    assert traces[1]["y"] == [
+        round(100 * r["heldout acc"], 2) for r in result["rows"]
+    ]
+    dt = fiftyone_dcd.run_view(ds, "dcd", "debug_train")
+    assert set(dt.values("id")) == set(expected)
+    assert dt.values(names.distance) == sorted(dt.values(names.distance))
+    assert set(fiftyone_dcd.run_view(ds, "dcd", "heldout").values("id")) == (
+        set(heldout.values("id"))
     )
 
     # the run is stored and reads back
