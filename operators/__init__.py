@@ -813,10 +813,23 @@ class DCDResultsPanel(foo.Panel):
         )
         panel.plot(
             "accuracy",
+            # the App's own layout hides the legend and leaves no room
+            # for a title (t: 8): a legend above the bars names the
+            # colours, the y axis says what they measure
             layout={
-                "title": "Accuracy (%) after fine-tuning",
                 "barmode": "group",
-                "yaxis": {"range": [0, 100]},
+                "yaxis": {
+                    "range": [0, 100],
+                    "title": {"text": "accuracy (%)"},
+                },
+                "showlegend": True,
+                "legend": {
+                    "orientation": "h",
+                    "x": 0,
+                    "y": 1.02,
+                    "yanchor": "bottom",
+                },
+                "margin": {"t": 40},
             },
             config={"displayModeBar": False},
         )

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs fiftyone-dcd and everything it needs into a virtual environment
-# (./.venv, or $DCD_VENV), then checks that FiftyOne's database starts.
+# (./.venv, or $DCD_VENV), and Chromium for the browser tests, then checks
+# that FiftyOne's database starts.
 # Safe to rerun: finished steps are skipped by pip.
 set -euo pipefail
 
@@ -23,6 +24,11 @@ if ! "$VENV/bin/python" -c "import torch, torchvision" 2>/dev/null; then
 fi
 
 "${PIP[@]}" -e "$ROOT[test]"
+
+# Debian's Chromium for the browser tests, which playwright (a test extra)
+# drives; never fails setup, says why when it is missing.
+bash "$ROOT/scripts/chromium.sh" ||
+    echo "scripts/chromium.sh failed: the browser tests are skipped" >&2
 
 # Ends with a mongod that starts, or a message that says what to do.
 "$VENV/bin/fiftyone-dcd" doctor --fix

@@ -3,7 +3,8 @@ Helpers for end-to-end tests in a real browser: the FiftyOne App server in
 a subprocess, and Debian's Chromium driven by Playwright.
 
 Playwright's own browser download is not used: the tests drive a system
-Chromium (``/usr/bin/chromium`` on Debian, or ``$DCD_CHROMIUM``).
+Chromium (``/usr/bin/chromium`` on Debian, the copy ``scripts/chromium.sh``
+unpacks into ``.cache/chromium/``, or ``$DCD_CHROMIUM``).
 """
 
 import os
@@ -17,6 +18,12 @@ import time
 import urllib.error
 import urllib.request
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# Headless, and nothing that reaches out: on a closed network Chromium's
+# background requests (updates, sync, QUIC) fail and slow it down. A fresh
+# --user-data-dir is Playwright's own: launch() gives each browser a new
+# temporary profile.
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -38,8 +45,14 @@ def find_chromium():
     if explicit:
         return explicit if os.access(explicit, os.X_OK) else None
 
-    if os.access("/usr/bin/chromium", os.X_OK):
-        return "/usr/bin/chromium"
+    # Debian's package, or the copy scripts/chromium.sh unpacked when it
+    # could not install it
+    cache = os.environ.get("DCD_CHROMIUM_CACHE") or os.path.join(
+        ROOT, ".cache", "chromium"
+    )
+    for path in ("/usr/bin/chromium", os.path.join(cache, "chromium")):
+        if os.access(path, os.X_OK):
+            return path
 
     for name in CHROMIUM_NAMES:
         path = shutil.which(name)

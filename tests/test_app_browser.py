@@ -191,8 +191,9 @@ def select_dataset(fmnist_arrays, small_root):
 @pytest.fixture
 def panel_dataset(fmnist_arrays, small_root, tmp_path):
     """A dataset with two DCD runs: ``first`` (no baselines), then the
-    latest, ``latest`` (with the random baseline), by a model trained for
-    two epochs so that accuracies differ between methods."""
+    latest, ``latest`` (with the random baseline), of a model trained for
+    40 steps: enough that it predicts more than one class and that
+    accuracies differ between methods (~50% on test)."""
     images, labels = fmnist_arrays
     ds = build_small_dataset(
         os.path.join(small_root, "app_panel"),
@@ -210,7 +211,8 @@ def panel_dataset(fmnist_arrays, small_root, tmp_path):
         "ground_truth",
         model="small_cnn",
         work_dir=str(tmp_path / "model"),
-        epochs=2,
+        epochs=4,
+        batch_size=32,
     )
     settings = dict(
         checkpoint=checkpoint,
@@ -222,6 +224,7 @@ def panel_dataset(fmnist_arrays, small_root, tmp_path):
         k=3,
         rounds=1,
         label_strategy="weak",
+        batch_size=32,
     )
     ds.apply_dcd(
         "small_cnn",
@@ -376,9 +379,9 @@ def field_value(page, label):
 
 
 def execute_button(page):
-    return page.get_by_role("group", name="split button").locator(
-        "button"
-    ).first
+    return (
+        page.get_by_role("group", name="split button").locator("button").first
+    )
 
 
 def wait_until_executable(page, timeout_s=TIMEOUT_MS / 1000):
@@ -422,7 +425,8 @@ def choose_immediate_execution(page):
 def wait_for_output(page, text, timeout_s=TIMEOUT_MS / 1000):
     """Waits for the executed operator's output to show ``text``."""
     deadline = time.monotonic() + timeout_s
-    out = page.get_by_text(text, exact=True)
+    # the App writes an output's label with a colon: "Images selected:"
+    out = page.get_by_text(re.compile(r"^\s*%s:?\s*$" % re.escape(text)))
     while time.monotonic() < deadline:
         problem = _form_problem(page)
         if problem:
@@ -578,10 +582,20 @@ def test_results_panel_shows_the_latest_run(
     open_dataset(page, app_server, ds)
     page.locator("[data-cy=new-panel-btn]").first.click()
     page.get_by_text("DCD results", exact=True).click()
-    panel = page.locator("[data-cy=panel-container]").filter(
-        has=page.locator("[data-cy=panel-tab-%s]" % PANEL_NAME)
-    )
+    # the panel's body; its tab is in another container, the tab bar's
+    panel = page.locator("[data-cy=panel-content-%s]" % PANEL_NAME)
     panel.wait_for()
+    # the run picked in the panel's dropdown is the latest one
+    expect(panel.get_by_role("combobox").first).to_have_text("latest")
+    expect(panel.locator("table").first).to_be_visible()
+    # the accuracies' columns of the methods' table, by their headers
+    headers = [
+        h.strip()
+        for h in panel.locator("table").first.locator("th").all_inner_texts()
+    ]
+    assert "test acc" in headers and "heldout acc" in headers, headers
+    test_col = headers.index("test acc")
+    heldout_col = headers.index("heldout acc")
 
     for row in rows:
         test_pct = "%.2f" % (100 * row["test acc"])
@@ -589,14 +603,14 @@ def test_results_panel_shows_the_latest_run(
         expect(panel).to_contain_text(row["method"])
         expect(panel).to_contain_text(test_pct)
         expect(panel).to_contain_text(heldout_pct)
-        # where the panel shows a table, both in the method's own row
+        # and both in the method's own row of the table
         tr = panel.locator("tr").filter(
             has=page.get_by_role("cell", name=row["method"], exact=True)
         )
-        if tr.count():
-            cells = [c.strip() for c in tr.first.locator("td").all_inner_texts()]
-            assert test_pct in cells, (row, cells)
-            assert heldout_pct in cells, (row, cells)
+        expect(tr).to_have_count(1)
+        cells = [c.strip() for c in tr.locator("td").all_inner_texts()]
+        assert cells[test_col] == test_pct, (row, headers, cells)
+        assert cells[heldout_col] == heldout_pct, (row, headers, cells)
 
     plot = panel.locator(".js-plotly-plot").first
     expect(plot).to_be_visible()
