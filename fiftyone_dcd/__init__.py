@@ -22,7 +22,12 @@ from fiftyone_dcd.models import SmallCNN, build_model
 from fiftyone_dcd.naming import RunNames
 from fiftyone_dcd.results import list_dcd_runs, run_view, summarize_run
 from fiftyone_dcd.runs import load_run
-from fiftyone_dcd.selection import assign_labels, knn, select_nearest
+from fiftyone_dcd.selection import (
+    assign_labels,
+    knn,
+    label_selection,
+    select_nearest,
+)
 
 __all__ = [
     "DatabaseError",
@@ -37,6 +42,7 @@ __all__ = [
     "finetune",
     "finetune_dcd",
     "knn",
+    "label_selection",
     "list_dcd_runs",
     "load_run",
     "run_view",

@@ -21,7 +21,13 @@ from fiftyone_dcd.models import check_model_spec
 from fiftyone_dcd.naming import RunNames, check_run_key
 from fiftyone_dcd import journal
 from fiftyone_dcd.runs import clear_run, save_run
-from fiftyone_dcd.selection import resolve_k_threshold, select_nearest
+from fiftyone_dcd.selection import (
+    DEFAULT_LABEL_STRATEGY,
+    FIRST_ROUND_QUANTILE,
+    label_selection,
+    resolve_k_threshold,
+    select_nearest,
+)
 from fiftyone_dcd.steps import (
     _tag_misclassified,
     default_work_dir,
@@ -185,24 +191,43 @@ def _first_round(
     embeddings_field,
     label_field,
     weak_label_field,
-    quantile,
+    label_strategy,
     recipe,
 ):
     """Fine-tunes a copy of ``net`` on the training data, E_sample and the
-    pool images within an automatic threshold of E_sample in
-    ``embeddings_field``, with their weak labels; nothing is written to the
-    dataset. Returns the copy.
+    pool images within an automatic threshold
+    (:data:`fiftyone_dcd.selection.FIRST_ROUND_QUANTILE`) of E_sample in
+    ``embeddings_field``, kept by ``label_strategy`` and trained with
+    their weak labels (the labels of every strategy but ``"query"``, which
+    round 1 replaces by ``"weak"``); nothing is written to the dataset.
+
+    Returns:
+        ``(copy, info)``: info has ``num_images``, ``label_strategy`` and
+        ``label_strategy_auto``
     """
     train, pool, e_sample = views["train"], views["pool"], views["e_sample"]
     pool_ids, X = load_embeddings(pool, embeddings_field)
-    _, Q = load_embeddings(e_sample, embeddings_field)
-    chosen = resolve_k_threshold(Q, quantile=quantile)
+    query_ids, Q = load_embeddings(e_sample, embeddings_field)
+    chosen = resolve_k_threshold(Q, quantile=FIRST_ROUND_QUANTILE)
     sel = select_nearest(Q, X, chosen["k"], threshold=chosen["threshold"])
-    first = pool.select([pool_ids[i] for i in sel.pool_index])
+    weak = dict(zip(*pool.values(["id", weak_label_field + ".label"])))
+    truth = dict(zip(*e_sample.values(["id", label_field + ".label"])))
+    _, keep, info = label_selection(
+        "weak" if label_strategy == "query" else label_strategy,
+        sel,
+        Q,
+        [truth[i] for i in query_ids],
+        X,
+        [weak[i] for i in pool_ids],
+    )
+    first = pool.select([pool_ids[i] for i in sel.pool_index[keep]])
     replayed = _replayed(train, recipe)
-    logger.info("Round 1: fine-tuning with %d pool images", len(first))
-
-    return finetune(
+    logger.info(
+        "Round 1: fine-tuning with %d pool images (%s)",
+        len(first),
+        info["label_strategy_auto"] or info["label_strategy"],
+    )
+    tuned = finetune(
         net,
         [
             (replayed, label_field),
@@ -217,6 +242,13 @@ def _first_round(
         num_workers=recipe["num_workers"],
         seed=recipe["seed"],
     )
+    info = dict(
+        num_images=len(first),
+        label_strategy=info["label_strategy"],
+        label_strategy_auto=info["label_strategy_auto"],
+    )
+
+    return tuned, info
 
 
 def _replayed(train, recipe):
@@ -249,6 +281,10 @@ def _selection_purity(debug_train, names, true_label_field):
         return None
 
     return float(np.mean([a == b for a, b in known]))
+
+
+def _strategy_name(requested, used):
+    return "auto: %s" % used if requested == "auto" else used
 
 
 def _describe(model):
@@ -536,7 +572,7 @@ def apply_dcd(
     k=None,
     threshold=None,
     budget=None,
-    label_strategy="agree",
+    label_strategy=DEFAULT_LABEL_STRATEGY,
     quantile=None,
     rounds=2,
     epochs=2,
@@ -613,19 +649,25 @@ def apply_dcd(
             ``quantile`` of the E_sample images' distances to their nearest
             other E_sample image, and the run records what was chosen
         budget (None): the most pool images selected
-        label_strategy ("agree"): how selected images are labelled:
+        label_strategy ("auto"): how selected images are labelled:
             ``"weak"`` (their weak label), ``"query"`` (the label of the
-            E_sample image that found them) or ``"agree"`` (weak labels,
-            only where they equal the query's)
+            E_sample image that found them), ``"agree"`` (weak labels,
+            only where they equal the query's), ``"vote"`` (weak labels,
+            only where they equal the majority weak label of the image's
+            nearest pool images) or ``"auto"`` (``"vote"`` or ``"agree"``,
+            whichever signal predicts E_sample's own labels better, leave
+            one out; the run records the choice)
         quantile (None): for an automatic threshold, the share of E's own
             images it aims to reach; None is
             :data:`fiftyone_dcd.selection.DEFAULT_QUANTILE`
         rounds (2): 1 selects once, in the features of the model under
             debug (or ``embeddings_model``); 2 first fine-tunes a copy of
-            the model on a first selection (automatic threshold, weak
-            labels), then selects the debug-train set in that copy's
-            features (stored in ``<prefix>_refined_embeddings``), where
-            images of the error distribution group by class
+            the model on a first selection (the automatic threshold of
+            :data:`fiftyone_dcd.selection.FIRST_ROUND_QUANTILE`, images
+            kept by ``label_strategy``, weak labels), then selects the
+            debug-train set in that copy's features (stored in
+            ``<prefix>_refined_embeddings``), where images of the error
+            distribution group by class
         epochs (2): fine-tuning epochs
         lr (0.01): the fine-tuning learning rate
         replay (1.0): the share of ``train`` replayed while fine-tuning
@@ -850,17 +892,18 @@ def apply_dcd(
             device=device,
         )
         select_field = embeddings_field
+        first_round = None
         if rounds == 2:
             say(0.2, "Round 1: fine-tuning on a first selection")
             t = time.time()
-            refined = _first_round(
+            refined, first_round = _first_round(
                 net,
                 classes,
                 dict(train=train, pool=pool, e_sample=e_sample),
                 embeddings_field,
                 label_field,
                 weak_label_field,
-                quantile,
+                label_strategy,
                 recipe,
             )
             compute_embeddings(
@@ -913,7 +956,7 @@ def apply_dcd(
             predictions=preds,
         )
         rows[1]["method"] = "DCD (%s%s)" % (
-            label_strategy,
+            _strategy_name(label_strategy, chosen["label_strategy"]),
             ", 2 rounds" if rounds == 2 else "",
         )
         per_class[rows[1]["method"]] = per_class.pop("DCD")
@@ -932,8 +975,12 @@ def apply_dcd(
             chosen_automatically=chosen["auto"],
             budget=budget,
             label_strategy=label_strategy,
+            label_strategy_used=chosen["label_strategy"],
+            label_strategy_auto=chosen["label_strategy_auto"],
+            label_signal_accuracies=chosen["label_signal_accuracies"],
             quantile=quantile,
             rounds=rounds,
+            first_round=first_round,
             selected_with=select_field,
             epochs=epochs,
             lr=lr,

@@ -10,7 +10,10 @@ import os
 import sys
 
 from fiftyone_dcd.data.noise import NOISE_TYPES
-from fiftyone_dcd.selection import LABEL_STRATEGIES
+from fiftyone_dcd.selection import (
+    DEFAULT_LABEL_STRATEGY,
+    LABEL_STRATEGIES,
+)
 
 
 def _doctor(args):
@@ -138,7 +141,10 @@ def main(argv=None):
         "chosen from E_sample)",
     )
     p.add_argument(
-        "--label-strategy", default="agree", choices=LABEL_STRATEGIES
+        "--label-strategy",
+        default=DEFAULT_LABEL_STRATEGY,
+        choices=LABEL_STRATEGIES,
+        help="how selected pool images are labelled (default: %(default)s)",
     )
     p.add_argument(
         "--rounds",

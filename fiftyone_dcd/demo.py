@@ -16,6 +16,7 @@ from fiftyone_dcd.steps import default_work_dir, train_model
 from fiftyone_dcd.data.scenario import build_fashion_mnist_scenario
 from fiftyone_dcd.database import ensure_database
 from fiftyone_dcd.models import build_model
+from fiftyone_dcd.selection import DEFAULT_LABEL_STRATEGY
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ def run_demo(
     seed=51,
     train_epochs=8,
     k=None,
-    label_strategy="agree",
+    label_strategy=DEFAULT_LABEL_STRATEGY,
     rounds=2,
     epochs=2,
     lr=0.01,

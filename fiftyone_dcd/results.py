@@ -55,6 +55,8 @@ def summarize_run(dataset, run_key=None):
                 "chosen_automatically",
                 "budget",
                 "label_strategy",
+                "label_strategy_used",
+                "label_strategy_auto",
                 "rounds",
             )
         },
@@ -134,13 +136,18 @@ def summary_markdown(summary):
         lines[0] += " (k=%s, threshold=%s, labels: %s, rounds: %s)" % (
             sel.get("k"),
             "-" if sel.get("threshold") is None else "%.4g" % sel["threshold"],
-            sel.get("label_strategy"),
+            sel.get("label_strategy_used") or sel.get("label_strategy"),
             sel.get("rounds"),
         )
 
-    if sel.get("chosen_automatically"):
+    auto = [
+        sel.get(k)
+        for k in ("chosen_automatically", "label_strategy_auto")
+        if sel.get(k)
+    ]
+    if auto:
         lines.append("")
-        lines.append("Chosen automatically: %s" % sel["chosen_automatically"])
+        lines.append("Chosen automatically: %s" % "; ".join(auto))
 
     if summary.get("label_purity") is not None:
         lines.append("")

@@ -11,7 +11,15 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-LABEL_STRATEGIES = ("weak", "query", "agree")
+LABEL_STRATEGIES = ("weak", "query", "agree", "vote", "auto")
+
+#: the strategy used when none is given: ``"vote"`` or ``"agree"``,
+#: whichever signal predicts E_sample's own labels better
+DEFAULT_LABEL_STRATEGY = "auto"
+
+#: pool neighbours whose weak labels vote under the ``"vote"`` strategy
+DEFAULT_NUM_NEIGHBORS = 20
+
 
 #: pool rows per block of the distance computation; bounds the temporary
 #: (queries x block) matrix
@@ -91,7 +99,12 @@ def knn(
 AUTO_MAX_K = 500
 
 #: the share of E's own images an automatic threshold is meant to reach
-DEFAULT_QUANTILE = 0.8
+DEFAULT_QUANTILE = 0.95
+
+#: the quantile of a first round's selection (see ``rounds`` in
+#: :func:`fiftyone_dcd.api.apply_dcd`): narrower, since its labels are
+#: filtered in features that separate E's classes less well
+FIRST_ROUND_QUANTILE = 0.8
 
 
 def leave_one_out_distances(queries: np.ndarray) -> np.ndarray:
@@ -273,15 +286,182 @@ def select_nearest(
     )
 
 
-def assign_labels(strategy, weak_labels, query_labels):
+def majority_labels(neighbor_labels: np.ndarray) -> np.ndarray:
+    """The most frequent label of each row of ``neighbor_labels``.
+
+    Columns are taken to be in order of increasing distance; a tie goes to
+    the tied label whose nearest vote is nearest.
+
+    Args:
+        neighbor_labels: an ``(S, K)`` array of labels, ``K >= 1``
+
+    Returns:
+        an ``(S,)`` array of labels
+    """
+    neighbor_labels = np.asarray(neighbor_labels)
+    values, codes = np.unique(neighbor_labels, return_inverse=True)
+    codes = codes.reshape(neighbor_labels.shape)
+    s, kk = codes.shape
+    rows = np.repeat(np.arange(s), kk)
+    counts = np.zeros((s, len(values)))
+    np.add.at(counts, (rows, codes.ravel()), 1.0)
+    first = np.full((s, len(values)), kk, dtype=np.float64)
+    np.minimum.at(first, (rows, codes.ravel()), np.tile(np.arange(kk), s))
+    # the rank term is below one vote, so it only breaks ties
+    score = counts - first / (kk + 1.0)
+
+    return values[score.argmax(axis=1)]
+
+
+def neighbor_vote(
+    vectors: np.ndarray,
+    pool: np.ndarray,
+    pool_labels,
+    num_neighbors: int = DEFAULT_NUM_NEIGHBORS,
+    exclude: Optional[np.ndarray] = None,
+) -> np.ndarray:
+    """The majority label among each vector's nearest pool vectors.
+
+    Args:
+        vectors: a float ``(S, D)`` array
+        pool: a float ``(N, D)`` array
+        pool_labels: ``(N,)`` labels of the pool rows
+        num_neighbors (20): the voting neighbours of each vector
+        exclude (None): an ``(S,)`` array of the pool row of each vector,
+            which does not vote for itself
+
+    Returns:
+        an ``(S,)`` array of labels
+    """
+    pool_labels = np.asarray(pool_labels, dtype=object)
+    kk = min(int(num_neighbors), len(pool) - (exclude is not None))
+    if kk < 1:
+        raise ValueError(
+            "A neighbour vote needs at least 2 pool images; use another "
+            "label strategy"
+        )
+
+    extra = 1 if exclude is not None else 0
+    _, idx = knn(vectors, pool, kk + extra)
+    if exclude is not None:
+        # drop each row's own index (or, if ties hid it, its farthest)
+        own = idx == np.asarray(exclude)[:, None]
+        own[~own.any(axis=1), -1] = True
+        idx = idx[~own].reshape(len(idx), kk)
+
+    return majority_labels(pool_labels[idx])
+
+
+def label_signal_accuracies(
+    queries: np.ndarray,
+    query_labels,
+    pool: np.ndarray,
+    pool_labels,
+    num_neighbors: int = DEFAULT_NUM_NEIGHBORS,
+) -> dict:
+    """How well the two label signals predict E_sample's own labels.
+
+    -   ``query``: the label of each query's nearest other query, the
+        signal the ``"agree"`` strategy checks a weak label against;
+    -   ``vote``: the majority weak label of each query's nearest pool
+        images, the signal of the ``"vote"`` strategy.
+
+    E_sample is drawn from the distribution the selection comes from, so
+    these leave-one-out accuracies estimate how often each signal is right
+    about a selected image.
+
+    Returns:
+        a dict with ``query`` (None with a single query) and ``vote``
+    """
+    query_labels = np.asarray(query_labels, dtype=object)
+    out = {"query": None}
+    if len(queries) >= 2:
+        _, idx = knn(queries, queries, 2)
+        # the nearest other query: column 0 unless a duplicate came first
+        other = np.where(
+            idx[:, 0] == np.arange(len(queries)), idx[:, 1], idx[:, 0]
+        )
+        out["query"] = float(np.mean(query_labels[other] == query_labels))
+
+    votes = neighbor_vote(queries, pool, pool_labels, num_neighbors)
+    out["vote"] = float(np.mean(votes == query_labels))
+
+    return out
+
+
+def choose_label_strategy(accuracies: dict):
+    """``"vote"`` where the neighbour vote predicts E_sample's labels
+    better than the nearest query does (see
+    :func:`label_signal_accuracies`), else ``"agree"``; returns the
+    strategy and a sentence saying why.
+    """
+    q, v = accuracies["query"], accuracies["vote"]
+    if q is None:
+        return "vote", (
+            "label strategy vote: one E_sample image gives no leave-one-out "
+            "check of its own label"
+        )
+
+    strategy = "vote" if v > q else "agree"
+
+    return strategy, (
+        "label strategy %s: on E_sample, the pool neighbours' vote is "
+        "right %.0f%% of the time and the nearest other E_sample image's "
+        "label %.0f%%" % (strategy, 100 * v, 100 * q)
+    )
+
+
+def resolve_label_strategy(
+    strategy,
+    queries,
+    query_labels,
+    pool,
+    pool_labels,
+    num_neighbors=DEFAULT_NUM_NEIGHBORS,
+):
+    """Resolves ``"auto"`` with :func:`choose_label_strategy`; other
+    strategies are returned as they are.
+
+    Returns:
+        ``(strategy, info)``: info has ``label_strategy``,
+        ``label_signal_accuracies`` and ``label_strategy_auto`` (a sentence,
+        or None when nothing was chosen)
+    """
+    info = {
+        "label_strategy": strategy,
+        "label_signal_accuracies": None,
+        "label_strategy_auto": None,
+    }
+    if strategy != "auto":
+        return strategy, info
+
+    acc = label_signal_accuracies(
+        queries, query_labels, pool, pool_labels, num_neighbors
+    )
+    strategy, why = choose_label_strategy(acc)
+    info.update(
+        label_strategy=strategy,
+        label_signal_accuracies=acc,
+        label_strategy_auto=why,
+    )
+
+    return strategy, info
+
+
+def assign_labels(strategy, weak_labels, query_labels, vote_labels=None):
     """Chooses the training label of each selected image.
 
     Args:
         strategy: ``"weak"`` (the image's own weak label), ``"query"`` (the
-            label of the query image that selected it), or ``"agree"`` (the
+            label of the query image that selected it), ``"agree"`` (the
             weak label, keeping only images where it equals the query's)
+            or ``"vote"`` (the weak label, keeping only images where it
+            equals the majority weak label of the image's nearest pool
+            images, see :func:`neighbor_vote`); ``"auto"`` is resolved
+            beforehand by :func:`choose_label_strategy`
         weak_labels: ``(S,)`` weak labels of the selected images
         query_labels: ``(S,)`` labels of the queries that selected them
+        vote_labels (None): ``(S,)`` neighbour votes, for ``"vote"``
 
     Returns:
         ``(labels, keep)``: the ``(S,)`` assigned labels and a boolean
@@ -298,7 +478,61 @@ def assign_labels(strategy, weak_labels, query_labels):
     if strategy == "agree":
         return weak_labels, weak_labels == query_labels
 
+    if strategy == "vote":
+        if vote_labels is None:
+            raise ValueError("The vote strategy needs vote_labels")
+
+        return weak_labels, weak_labels == np.asarray(
+            vote_labels, dtype=object
+        )
+
     raise ValueError(
         "Unknown label strategy %r; use one of %s"
         % (strategy, LABEL_STRATEGIES)
     )
+
+
+def label_selection(
+    strategy,
+    selection,
+    queries,
+    query_labels,
+    pool,
+    pool_labels,
+    num_neighbors=DEFAULT_NUM_NEIGHBORS,
+):
+    """Labels a :class:`Selection` with a label strategy, resolving
+    ``"auto"`` first (see :func:`resolve_label_strategy`).
+
+    Args:
+        strategy: one of :data:`LABEL_STRATEGIES`
+        selection: a :class:`Selection` of ``pool`` rows for ``queries``
+        queries: the ``(Q, D)`` query vectors
+        query_labels: their ``(Q,)`` labels
+        pool: the ``(N, D)`` pool vectors
+        pool_labels: the ``(N,)`` weak labels of the pool
+        num_neighbors (20): the voting neighbours of ``"vote"``
+
+    Returns:
+        ``(labels, keep, info)``: see :func:`assign_labels` and
+        :func:`resolve_label_strategy`
+    """
+    query_labels = np.asarray(query_labels, dtype=object)
+    pool_labels = np.asarray(pool_labels, dtype=object)
+    strategy, info = resolve_label_strategy(
+        strategy, queries, query_labels, pool, pool_labels, num_neighbors
+    )
+    rows = selection.pool_index
+    votes = None
+    if strategy == "vote" and len(rows):
+        votes = neighbor_vote(
+            pool[rows], pool, pool_labels, num_neighbors, exclude=rows
+        )
+    elif strategy == "vote":
+        votes = np.zeros(0, dtype=object)
+
+    labels, keep = assign_labels(
+        strategy, pool_labels[rows], query_labels[selection.query_index], votes
+    )
+
+    return labels, keep, info

@@ -25,7 +25,8 @@ from fiftyone_dcd.evaluation import accuracy, per_class_accuracy, predict
 from fiftyone_dcd.models import build_model
 from fiftyone_dcd.naming import RunNames
 from fiftyone_dcd.selection import (
-    assign_labels,
+    DEFAULT_LABEL_STRATEGY,
+    label_selection,
     resolve_k_threshold,
     select_nearest,
 )
@@ -311,7 +312,7 @@ def select_debug_train(
     k=None,
     threshold=None,
     budget=None,
-    label_strategy="agree",
+    label_strategy=DEFAULT_LABEL_STRATEGY,
     quantile=None,
     run_key="dcd",
     overwrite=False,
@@ -342,8 +343,10 @@ def select_debug_train(
         threshold (None): the largest l2 distance selected; chosen from
             E_sample when neither it nor ``k`` is given
         budget (None): the most images selected in total
-        label_strategy ("agree"): ``"weak"``, ``"query"`` or ``"agree"``
-            (see :func:`fiftyone_dcd.selection.assign_labels`)
+        label_strategy ("auto"): ``"weak"``, ``"query"``, ``"agree"``,
+            ``"vote"`` or ``"auto"`` (see
+            :func:`fiftyone_dcd.selection.assign_labels` and
+            :func:`fiftyone_dcd.selection.choose_label_strategy`)
         quantile (None): for an automatic threshold, the share of E's own
             images it aims to reach (default
             :data:`fiftyone_dcd.selection.DEFAULT_QUANTILE`)
@@ -359,7 +362,9 @@ def select_debug_train(
         None with ``dry_run``; else the debug-train view, or
         ``(view, info)`` with ``return_info``:
         ``info`` has ``k``, ``threshold``, ``auto`` (a sentence, or None
-        when nothing was chosen automatically) and ``num_selected``
+        when nothing was chosen automatically), ``num_selected``,
+        ``label_strategy`` (the one used), ``label_strategy_auto`` (why
+        ``"auto"`` chose it, or None) and ``label_signal_accuracies``
     """
     ensure_database()
     val.check_collection(e_sample, "E_sample")
@@ -415,14 +420,18 @@ def select_debug_train(
     query_label = dict(zip(*e_sample.values(["id", label_field + ".label"])))
     found = [pool_ids[i] for i in sel.pool_index]
     queries = [query_ids[i] for i in sel.query_index]
-    labels, keep = assign_labels(
+    labels, keep, strategy_info = label_selection(
         label_strategy,
-        [weak[i] for i in found],
-        [query_label[q] for q in queries],
+        sel,
+        Q,
+        [query_label[q] for q in query_ids],
+        X,
+        [weak[i] for i in pool_ids],
     )
+    label_strategy = strategy_info["label_strategy"]
     if not keep.any():
         hint = "raise k or the threshold"
-        if label_strategy == "agree":
+        if label_strategy in ("agree", "vote"):
             hint += ", or use label_strategy='weak'"
 
         raise ValueError(
@@ -465,7 +474,7 @@ def select_debug_train(
         view = dataset.match_tags(names.debug_train_tag).sort_by(
             names.distance
         )
-        info = dict(chosen, num_selected=len(ids))
+        info = dict(chosen, num_selected=len(ids), **strategy_info)
         dataset.save_view(
             names.debug_train_view,
             view,
@@ -487,8 +496,9 @@ def _describe_selection(info, label_strategy):
         text += ", threshold %.4g" % info["threshold"]
 
     text += ", %s labels" % label_strategy
-    if info["auto"]:
-        text += " (chosen: %s)" % info["auto"]
+    auto = [a for a in (info["auto"], info.get("label_strategy_auto")) if a]
+    if auto:
+        text += " (chosen: %s)" % "; ".join(auto)
 
     return text
 

@@ -20,7 +20,10 @@ except ImportError:
     import fiftyone_dcd as fodcd
 
 from fiftyone_dcd.results import accuracy_traces, summary_markdown
-from fiftyone_dcd.selection import LABEL_STRATEGIES
+from fiftyone_dcd.selection import (
+    DEFAULT_LABEL_STRATEGY,
+    LABEL_STRATEGIES,
+)
 
 ICON = "/plugin_manifest/dcd.svg"
 
@@ -243,11 +246,13 @@ def _selection_inputs(inputs):
     inputs.enum(
         "label_strategy",
         list(LABEL_STRATEGIES),
-        default="agree",
+        default=DEFAULT_LABEL_STRATEGY,
         label="Label strategy",
         description="weak: the pool's label; query: the label of the "
         "E_sample image that found it; agree: weak labels, only where the "
-        "two agree",
+        "two agree; vote: weak labels, only where they equal the majority "
+        "of the image's nearest pool images; auto: vote or agree, "
+        "whichever predicts E_sample's own labels better",
         view=types.DropdownView(),
     )
 
@@ -257,7 +262,7 @@ def _selection_params(p):
         k=_none_if_zero(p.get("k")),
         threshold=_none_if_zero(p.get("threshold")),
         budget=_none_if_zero(p.get("budget")),
-        label_strategy=p.get("label_strategy", "agree"),
+        label_strategy=p.get("label_strategy", DEFAULT_LABEL_STRATEGY),
     )
 
 

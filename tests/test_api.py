@@ -25,6 +25,38 @@ def brute_force_selection(queries, q_ids, pool, p_ids, k):
     return best
 
 
+def brute_force_vote(vectors, pool, weak, exclude=None, num_neighbors=20):
+    """The majority weak label of each vector's nearest pool images, ties
+    to the label with the nearest vote; ``exclude`` a pool index each."""
+    out = []
+    for n, v in enumerate(vectors):
+        d = np.linalg.norm(pool.astype(np.float64) - v, axis=1)
+        order = [
+            int(i)
+            for i in np.argsort(d, kind="stable")
+            if exclude is None or i != exclude[n]
+        ][:num_neighbors]
+        counts = {}
+        for rank, i in enumerate(order):
+            c, first = counts.get(weak[i], (0, rank))
+            counts[weak[i]] = (c + 1, first)
+        out.append(min(counts, key=lambda w: (-counts[w][0], counts[w][1])))
+
+    return out
+
+
+def brute_force_auto(Q, q_labels, P, weak):
+    """The strategy ``"auto"`` picks: vote if the pool's vote predicts
+    E_sample's labels better than the nearest other E_sample image."""
+    d = np.linalg.norm(Q[:, None].astype(np.float64) - Q[None], axis=2)
+    np.fill_diagonal(d, np.inf)
+    a_q = np.mean([q_labels[j] == lab for j, lab in zip(d.argmin(1), q_labels)])
+    votes = brute_force_vote(Q, P, weak)
+    a_v = np.mean([v == lab for v, lab in zip(votes, q_labels)])
+
+    return ("vote" if a_v > a_q else "agree"), a_q, a_v
+
+
 def hand_accuracy(view, pred_field):
     gt, pred = view.values(["ground_truth.label", pred_field + ".label"])
     return sum(a == b for a, b in zip(gt, pred)) / len(gt)
@@ -64,7 +96,8 @@ def test_apply_dcd_selects_brute_force_neighbours(
     names = RunNames("dcd")
 
     # two rounds (the default): selection == brute force over the features
-    # of the model fine-tuned in round 1, then the agree filter
+    # of the model fine-tuned in round 1, then the filter that the "auto"
+    # strategy (the default) picks
     pool = ds.match_tags("pool")
     e_sample = ds.match_tags("e_sample")
     p_ids, P, weak_all = pool.values(
@@ -73,13 +106,30 @@ def test_apply_dcd_selects_brute_force_neighbours(
     q_ids, Q, q_labels = e_sample.values(
         ["id", names.refined_embeddings, "ground_truth.label"]
     )
+    P, Q = np.array(P), np.array(Q)
     _, P0 = pool.values(["id", names.embeddings])
-    assert not np.allclose(np.array(P), np.array(P0))
-    found = brute_force_selection(np.array(Q), q_ids, np.array(P), p_ids, k)
+    assert not np.allclose(P, np.array(P0))
+    found = brute_force_selection(Q, q_ids, P, p_ids, k)
     weak_of = dict(zip(p_ids, weak_all))
     label_of = dict(zip(q_ids, q_labels))
-    expected = {i: v for i, v in found.items() if weak_of[i] == label_of[v[1]]}
+    strategy, a_q, a_v = brute_force_auto(Q, q_labels, P, weak_all)
+    if strategy == "agree":
+        signal = {i: label_of[v[1]] for i, v in found.items()}
+    else:
+        rows = [p_ids.index(i) for i in found]
+        signal = dict(
+            zip(found, brute_force_vote(P[rows], P, weak_all, exclude=rows))
+        )
+    expected = {i: v for i, v in found.items() if weak_of[i] == signal[i]}
     assert 0 < len(expected) < len(found)
+    config = result["config"]
+    assert config["label_strategy"] == "auto"
+    assert config["label_strategy_used"] == strategy
+    assert config["label_signal_accuracies"] == pytest.approx(
+        {"query": a_q, "vote": a_v}
+    )
+    assert "%.0f%%" % (100 * a_v) in config["label_strategy_auto"]
+    dcd_name = "DCD (auto: %s, 2 rounds)" % strategy
     assert result["config"]["selected_with"] == names.refined_embeddings
     view = ds.load_saved_view(names.debug_train_view)
     got_ids, dists, queries = view.values(
@@ -93,7 +143,7 @@ def test_apply_dcd_selects_brute_force_neighbours(
 
     assert dists == sorted(dists)
 
-    # agree strategy: the assigned label is the weak label
+    # agree and vote: the assigned label is the weak label
     weak, assigned = view.values(
         ["weak_label.label", names.assigned_label + ".label"]
     )
@@ -101,7 +151,7 @@ def test_apply_dcd_selects_brute_force_neighbours(
 
     # accuracies in the report equal those computed from stored predictions
     rows = {r["method"]: r for r in result["rows"]}
-    before, dcd = rows["before debugging"], rows["DCD (agree, 2 rounds)"]
+    before, dcd = rows["before debugging"], rows[dcd_name]
     test, heldout = ds.match_tags("test"), ds.match_tags("heldout")
     assert before["test acc"] == pytest.approx(
         hand_accuracy(test, names.pred_before)
@@ -117,7 +167,7 @@ def test_apply_dcd_selects_brute_force_neighbours(
     )
     assert set(rows) == {
         "before debugging",
-        "DCD (agree, 2 rounds)",
+        dcd_name,
         "E_sample only",
         "E_sample + random pool",
         "E_sample + all of F",
@@ -131,7 +181,6 @@ def test_apply_dcd_selects_brute_force_neighbours(
 
     # per-class accuracies equal those computed from stored predictions,
     # and the summary the App panel shows carries the same numbers
-    dcd_name = "DCD (agree, 2 rounds)"
     for split, view_ in (("test", test), ("heldout", heldout)):
         for method, field in (
             ("before debugging", names.pred_before),

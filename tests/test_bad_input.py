@@ -87,9 +87,9 @@ CASES = [
     ),
     (
         "unknown label strategy",
-        dict(label_strategy="vote"),
+        dict(label_strategy="majority"),
         None,
-        "Unknown label strategy 'vote'",
+        "Unknown label strategy 'majority'",
     ),
     ("budget 0", dict(budget=0), None, "budget must be an integer >= 1"),
     (
@@ -242,6 +242,12 @@ CASES = [
         "classes must be a list of class names",
     ),
     (
+        "E_sample class unknown to the model",
+        None,
+        "e_sample_unicorn",
+        "The E_sample has labels ['Unicorn'] in 'ground_truth'",
+    ),
+    (
         "embeddings checkpoint without model",
         dict(embeddings_checkpoint="/x.pt"),
         None,
@@ -297,6 +303,11 @@ def _prepare(ds, edit, tmp_path, monkeypatch):
         path.write_bytes(b"\x89PNG not really")
         sample = ds.match_tags("pool").first()
         sample.filepath = str(path)
+        sample.save()
+
+    if edit == "e_sample_unicorn":
+        sample = ds.match_tags("e_sample").first()
+        sample.ground_truth = fo.Classification(label="Unicorn")
         sample.save()
 
     if edit == "e_sample_with_pool":
@@ -595,3 +606,23 @@ def test_mixed_image_modes_and_sizes_are_converted(tmp_path):
         28,
         28,
     )
+
+
+def test_k_beyond_the_pool_selects_the_whole_pool(small_dataset):
+    """Not refused: a k larger than the pool finds every pool image, each
+    once, attributed to its nearest E_sample image."""
+    import fiftyone_dcd
+
+    ds = small_dataset
+    rng = np.random.default_rng(0)
+    ds.set_values("vec", [rng.normal(size=4) for _ in range(len(ds))])
+    pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
+    view = fiftyone_dcd.select_debug_train(
+        pool, e_sample, "vec", k=10 * len(pool), label_strategy="weak"
+    )
+    assert sorted(view.values("id")) == sorted(pool.values("id"))
+    P = np.array(view.values("vec"))
+    q_ids, Q = e_sample.values(["id", "vec"])
+    d = np.linalg.norm(P[:, None] - np.array(Q)[None], axis=2)
+    nearest = [q_ids[j] for j in d.argmin(axis=1)]
+    assert view.values("dcd_query_id") == nearest

@@ -10,6 +10,8 @@ from hypothesis import strategies as st
 
 import fiftyone.operators as foo
 
+from fiftyone_dcd.selection import LABEL_STRATEGIES
+
 from conftest import assert_unchanged, snapshot
 
 PLUGIN = "@dcd/fiftyone-dcd/select_debug_train"
@@ -54,7 +56,7 @@ WILD = {
     "threshold": floats,
     "budget": ints,
     "label_strategy": st.one_of(
-        st.sampled_from(["weak", "query", "agree"]), st.text(max_size=6)
+        st.sampled_from(list(LABEL_STRATEGIES)), st.text(max_size=6)
     ),
     "run_key": st.one_of(
         st.sampled_from(["dcd", "a", "b_2", "fuzz"]), st.text(max_size=10)

@@ -9,8 +9,13 @@ from fiftyone_dcd.selection import (
     DEFAULT_K,
     assign_labels,
     auto_threshold,
+    choose_label_strategy,
     knn,
+    label_selection,
+    label_signal_accuracies,
     leave_one_out_distances,
+    majority_labels,
+    neighbor_vote,
     resolve_k_threshold,
     select_nearest,
 )
@@ -103,8 +108,11 @@ def test_label_strategies_on_known_case():
     labels, keep = assign_labels("agree", weak, query)
     assert keep.tolist() == [True, False, True, False]
     assert list(labels[keep]) == ["cat", "dog"]
-    with pytest.raises(ValueError, match="Unknown label strategy 'vote'"):
-        assign_labels("vote", weak, query)
+    labels, keep = assign_labels("vote", weak, query, ["cat"] * 4)
+    assert keep.tolist() == [True, False, False, True]
+    assert list(labels) == weak
+    with pytest.raises(ValueError, match="Unknown label strategy 'poll'"):
+        assign_labels("poll", weak, query)
 
 
 def test_leave_one_out_distances_on_a_line():
@@ -160,3 +168,103 @@ def test_resolve_k_threshold_cases():
     assert "one E_sample image" in single["auto"]
     with pytest.raises(ValueError, match="quantile must be in"):
         auto_threshold(q, 0.0)
+
+
+def _line(xs):
+    return np.asarray(xs, dtype=np.float32)[:, None]
+
+
+def test_majority_labels_breaks_ties_by_nearness():
+    # one vote each: the nearer neighbour wins
+    assert majority_labels(np.array([["a", "b"]])).tolist() == ["a"]
+    got = majority_labels(np.array([["a", "b", "b"], ["c", "b", "c"]]))
+    assert got.tolist() == ["b", "c"]
+    # b and c have two votes each; c has the nearest vote
+    got = majority_labels(np.array([["c", "b", "c", "b"]]))
+    assert got.tolist() == ["c"]
+    # a tie is decided by the nearest vote, not the sum of ranks (a: 0+4,
+    # b: 1+2)
+    got = majority_labels(np.array([["a", "b", "b", "c", "a"]]))
+    assert got.tolist() == ["a"]
+
+
+def test_neighbor_vote_excludes_the_image_itself():
+    # pool 0..9 on a line, weak label "a" but for 3, which says "b"
+    pool = _line(range(10))
+    weak = np.array(["a"] * 10, dtype=object)
+    weak[3] = "b"
+    rows = np.array([3, 2, 9])
+    # 3's neighbours: 2, 4, then 1 (tie with 5 goes to the lower row)
+    votes = neighbor_vote(pool[rows], pool, weak, 3, exclude=rows)
+    assert votes.tolist() == ["a", "a", "a"]
+    # without exclusion, 3 votes for itself: b, then 2 and 4 say a
+    votes = neighbor_vote(pool[rows], pool, weak, 1)
+    assert votes.tolist() == ["b", "a", "a"]
+
+
+def _two_clusters(weak_first):
+    """Pool rows 0..9 at x = 0..9 and rows 10..19 at x = 100..109."""
+    pool = _line(list(range(10)) + list(range(100, 110)))
+    weak = np.array(list(weak_first) + ["b"] * 10, dtype=object)
+
+    return pool, weak
+
+
+def test_auto_chooses_vote_where_neighbours_know_better():
+    # two queries, each the other's nearest: the nearest query's label is
+    # always wrong (0%), the pool's vote always right (100%)
+    pool, weak = _two_clusters(["a"] * 3 + ["b"] + ["a"] * 6)
+    weak[15] = "a"  # a wrong weak label in the second cluster
+    queries, query_labels = _line([0.2, 100.2]), ["a", "b"]
+    acc = label_signal_accuracies(queries, query_labels, pool, weak, 3)
+    assert acc == {"query": 0.0, "vote": 1.0}
+    strategy, why = choose_label_strategy(acc)
+    assert strategy == "vote" and "100%" in why and "0%" in why
+
+    sel = select_nearest(queries, pool, k=10)
+    labels, keep, info = label_selection(
+        "auto", sel, queries, query_labels, pool, weak, num_neighbors=3
+    )
+    assert info["label_strategy"] == "vote"
+    assert info["label_signal_accuracies"] == acc
+    # every image but the two with wrong weak labels (rows 3 and 15)
+    kept = sorted(sel.pool_index[keep].tolist())
+    assert kept == [r for r in range(20) if r not in (3, 15)]
+    assert set(labels[keep][sel.pool_index[keep] < 10]) == {"a"}
+
+
+def test_auto_chooses_agree_where_queries_know_better():
+    # the first cluster's weak labels are mostly wrong ("b"), so its vote
+    # misleads; each query's nearest other query has its label
+    pool, weak = _two_clusters(["b"] * 3 + ["a"] + ["b"] * 6)
+    queries = _line([0.2, 0.4, 100.2, 100.4])
+    query_labels = ["a", "a", "b", "b"]
+    acc = label_signal_accuracies(queries, query_labels, pool, weak, 3)
+    assert acc == {"query": 1.0, "vote": 0.5}
+    sel = select_nearest(queries, pool, k=10)
+    labels, keep, info = label_selection(
+        "auto", sel, queries, query_labels, pool, weak, num_neighbors=3
+    )
+    assert info["label_strategy"] == "agree"
+    # agree: row 3 ("a" like its query) and the whole second cluster
+    assert sorted(sel.pool_index[keep].tolist()) == [3] + list(range(10, 20))
+
+
+def test_choose_label_strategy_edge_cases():
+    # a tie keeps agree; a single query cannot check its own label
+    assert choose_label_strategy({"query": 0.5, "vote": 0.5})[0] == "agree"
+    strategy, why = choose_label_strategy({"query": None, "vote": 0.2})
+    assert strategy == "vote" and "one E_sample image" in why
+
+
+def test_label_selection_passes_other_strategies_through():
+    pool, weak = _two_clusters(["a"] * 10)
+    queries, query_labels = _line([0.2, 100.2]), ["b", "b"]
+    sel = select_nearest(queries, pool, k=10)
+    for strategy, n_kept in (("weak", 20), ("query", 20), ("agree", 10)):
+        labels, keep, info = label_selection(
+            strategy, sel, queries, query_labels, pool, weak
+        )
+        assert info["label_strategy"] == strategy
+        assert info["label_signal_accuracies"] is None
+        assert keep.sum() == n_kept
