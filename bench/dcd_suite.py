@@ -42,7 +42,6 @@ from fiftyone_dcd.data.shifts import SHIFTS
 from fiftyone_dcd.models import SmallCNN, forward_both, get_preprocess
 from fiftyone_dcd.selection import (
     DEFAULT_LABEL_STRATEGY,
-    DEFAULT_NUM_NEIGHBORS,
     DEFAULT_QUANTILE,
     FIRST_ROUND_QUANTILE,
     LABEL_STRATEGIES,
@@ -55,8 +54,11 @@ from fiftyone_dcd.training import train_on_loader
 logger = logging.getLogger("dcd_suite")
 
 SEEDS = (51, 52, 53)
-CACHE_DIR = os.path.join(
-    os.path.expanduser("~"), ".cache", "fiftyone-dcd", "bench"
+#: results and the trained models they came from, kept with the code so
+#: that the report can be rebuilt and a suite split over several sittings
+CACHE_DIR = os.environ.get(
+    "DCD_BENCH_DIR",
+    os.path.join(os.path.dirname(os.path.abspath(__file__)), "results"),
 )
 RESULTS = os.path.join(CACHE_DIR, "results.jsonl")
 
@@ -451,7 +453,12 @@ class Results:
         if os.path.isfile(path):
             with open(path) as f:
                 for line in f:
-                    row = json.loads(line)
+                    try:
+                        row = json.loads(line)
+                    except json.JSONDecodeError:
+                        # the last line of a run killed while writing
+                        continue
+
                     self.rows[row["key"]] = row
 
     def get(self, key):
@@ -506,14 +513,17 @@ def run_methods(results, scenario, seed, methods, group):
         extra = {}
         if method == "DCD":
             sel, rows, labels, extra = dcd_selection(ctx, spec)
-            extra["distance"] = sel.distance.tolist()
-            extra["selected_in_e"] = data["pool"]["in_e"][
-                sel.pool_index
-            ].tolist()
-            extra["selected_label_ok"] = (
-                data["pool"]["weak"][sel.pool_index]
-                == data["pool"]["y"][sel.pool_index]
-            ).tolist()
+            if "k" in spec.get("select", {}):
+                # per image, for the purity-vs-distance plot of the k
+                # ablation
+                extra["distance"] = np.round(sel.distance, 5).tolist()
+                extra["selected_in_e"] = data["pool"]["in_e"][
+                    sel.pool_index
+                ].tolist()
+                extra["selected_label_ok"] = (
+                    data["pool"]["weak"][sel.pool_index]
+                    == data["pool"]["y"][sel.pool_index]
+                ).tolist()
         elif method == "E_sample + random pool":
             # as many random pool images as DCD adds, with weak labels
             _, dcd_rows, _, _ = dcd_selection(ctx, spec["match"])
@@ -629,9 +639,7 @@ def dcd_selection(ctx, spec):
             )
             ctx["nets"][first + ("seconds",)] = time.time() - t
 
-        feats = _features(
-            ctx, "round2:%s:%s" % first[1:], ctx["nets"][first]
-        )
+        feats = _features(ctx, "round2:%s:%s" % first[1:], ctx["nets"][first])
         extra["round1_s"] = ctx["nets"][first + ("seconds",)]
         extra["embed_s"] += feats["seconds"]
 
@@ -665,8 +673,10 @@ def _dcd(**over):
 def main_methods():
     return (
         [{"method": "before"}]
+        # each strategy in one round; two rounds for the default only, as
+        # its one-round row shows what the second round adds
         + [_dcd(strategy=s, rounds=1) for s in STRATEGIES]
-        + [_dcd(strategy=s) for s in STRATEGIES if s != "query"]
+        + [_dcd()]
         + [
             {"method": "E_sample only"},
             {"method": "E_sample + random pool", "match": DEFAULT_DCD},

@@ -21,6 +21,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 import dcd_suite as S  # noqa: E402
+from fiftyone_dcd.selection import DEFAULT_NUM_NEIGHBORS  # noqa: E402
 
 #: a baseline "keeps test accuracy" when its mean test accuracy is at most
 #: this far below the model's before debugging
@@ -153,8 +154,8 @@ def write_report(results_path, out_dir, seeds=S.SEEDS, quick=False):
     lines = [
         "# Benchmark: DCD against the baselines on a scenario suite",
         "",
-        "Produced by `python bench/dcd_suite.py` (results cached in "
-        "`~/.cache/fiftyone-dcd/bench/results.jsonl`; "
+        "Produced by `python bench/dcd_suite.py` (results kept in "
+        "`bench/results/results.jsonl` with the trained models; "
         "`python bench/report.py` rewrites this page from them). Machine: "
         "%s, %d CPU cores, no GPU; torch %s."
         % (platform.machine(), os.cpu_count(), _torch_version()),
@@ -186,7 +187,7 @@ def write_report(results_path, out_dir, seeds=S.SEEDS, quick=False):
             S.RECIPE["lr"],
             S.DEFAULT_QUANTILE,
             S.FIRST_ROUND_QUANTILE,
-            S.DEFAULT_NUM_NEIGHBORS,
+            DEFAULT_NUM_NEIGHBORS,
         ),
         "",
         "A baseline *keeps test accuracy* when its mean test accuracy is at "
@@ -286,7 +287,9 @@ def _shortfall(methods, summary):
             % (100 * from_e)
         )
     if label_ok == label_ok and label_ok < 0.85:
-        why.append("%.0f%% of the selected labels are right" % (100 * label_ok))
+        why.append(
+            "%.0f%% of the selected labels are right" % (100 * label_ok)
+        )
     if ceiling == ceiling:
         why.append(
             "DCD reaches %.0f%% of the way from the baseline to the ceiling"

@@ -380,17 +380,16 @@ def select_debug_train(
     val.check_label_field(pool, weak_label_field, "pool weak")
     val.check_disjoint(pool, e_sample, "pool", "E_sample")
     val.check_vector_field(dataset, embeddings_field)
-    out_fields = [names.distance, names.query_id, names.assigned_label]
+    # what the selection writes
+    out = dict(
+        fields=[names.distance, names.query_id, names.assigned_label],
+        tags=[names.debug_train_tag],
+        views=[names.debug_train_view],
+    )
     if dry_run:
         val.check_vectors_present(pool, embeddings_field, "pool")
         val.check_vectors_present(e_sample, embeddings_field, "E_sample")
-        val.check_free(
-            dataset,
-            overwrite,
-            fields=out_fields,
-            tags=[names.debug_train_tag],
-            views=[names.debug_train_view],
-        )
+        val.check_free(dataset, overwrite, **out)
         return None
 
     pool_ids, X = load_embeddings(pool, embeddings_field)
@@ -403,13 +402,7 @@ def select_debug_train(
         )
 
     journal.recover(dataset, run_key)
-    val.check_free(
-        dataset,
-        overwrite,
-        fields=out_fields,
-        tags=[names.debug_train_tag],
-        views=[names.debug_train_view],
-    )
+    val.check_free(dataset, overwrite, **out)
 
     say = progress or (lambda done, total: None)
     say(0, len(Q))
@@ -443,13 +436,7 @@ def select_debug_train(
     if overwrite:
         clear_selection(dataset, names)
 
-    with journal.writing(
-        dataset,
-        run_key,
-        fields=out_fields,
-        tags=[names.debug_train_tag],
-        views=[names.debug_train_view],
-    ):
+    with journal.writing(dataset, run_key, **out):
         keep_idx = np.flatnonzero(keep)
         ids = [found[j] for j in keep_idx]
         dataset.set_values(

@@ -73,12 +73,9 @@ def _fields_of(ctx, doc_type=None, vector=False):
     )
 
 
-def _label_field(
-    ctx, inputs, name, label, default, description, required=True
-):
-    import fiftyone as fo
-
-    choices = _fields_of(ctx, fo.Classification)
+def _field_input(inputs, name, choices, label, default, description, required):
+    """A dropdown of ``choices`` where the dataset has some, else a text
+    field for a name the run will check."""
     if choices:
         inputs.enum(
             name,
@@ -97,6 +94,22 @@ def _label_field(
             label=label,
             description=description,
         )
+
+
+def _label_field(
+    ctx, inputs, name, label, default, description, required=True
+):
+    import fiftyone as fo
+
+    _field_input(
+        inputs,
+        name,
+        _fields_of(ctx, fo.Classification),
+        label,
+        default,
+        description,
+        required,
+    )
 
 
 def _model_inputs(inputs, prefix=""):
@@ -127,9 +140,7 @@ def _view_choices(ctx):
     )
 
 
-def _view_input(
-    ctx, inputs, name, label, default, description, required=True
-):
+def _view_input(ctx, inputs, name, label, default, description, required=True):
     choices = _view_choices(ctx)
     view = types.AutocompleteView()
     for choice in choices:
@@ -146,25 +157,15 @@ def _view_input(
 
 
 def _vector_input(ctx, inputs, name, label, default, description):
-    vectors = _fields_of(ctx, vector=True)
-    if vectors:
-        inputs.enum(
-            name,
-            vectors,
-            default=default if default in vectors else vectors[0],
-            required=True,
-            label=label,
-            description=description,
-            view=types.DropdownView(),
-        )
-    else:
-        inputs.str(
-            name,
-            default=default,
-            required=True,
-            label=label,
-            description=description,
-        )
+    _field_input(
+        inputs,
+        name,
+        _fields_of(ctx, vector=True),
+        label,
+        default,
+        description,
+        True,
+    )
 
 
 def _check_form(inputs, check, params, required):
@@ -445,8 +446,7 @@ class SelectDebugTrain(_Operator):
         inputs = types.Object()
         ctx.target_view()
         _view_input(
-            ctx,
-            inputs, "pool", "Pool", "pool", "The weakly labelled pool F"
+            ctx, inputs, "pool", "Pool", "pool", "The weakly labelled pool F"
         )
         _vector_input(
             ctx,
@@ -525,7 +525,9 @@ def _finetune_inputs(ctx, inputs):
         "train",
         "The original training data, replayed",
     )
-    _view_input(ctx, inputs, "test", "Test set", "test", "The original test set")
+    _view_input(
+        ctx, inputs, "test", "Test set", "test", "The original test set"
+    )
     _view_input(
         ctx,
         inputs,
@@ -534,7 +536,9 @@ def _finetune_inputs(ctx, inputs):
         "dcd:dcd:heldout",
         "Held-out samples of the error distribution",
     )
-    _view_input(ctx, inputs, "pool", "Pool", "pool", "The weakly labelled pool")
+    _view_input(
+        ctx, inputs, "pool", "Pool", "pool", "The weakly labelled pool"
+    )
     inputs.int("epochs", default=2, label="Epochs")
     inputs.float("lr", default=0.01, label="Learning rate")
     inputs.float(
@@ -779,9 +783,7 @@ class DCDResultsPanel(foo.Panel):
         ctx.panel.state.summary = (
             summary_markdown(summary) if summary else None
         )
-        ctx.panel.data.accuracy = (
-            accuracy_traces(summary) if summary else []
-        )
+        ctx.panel.data.accuracy = accuracy_traces(summary) if summary else []
 
     def _load_view(self, ctx, which):
         view = fodcd.run_view(ctx.dataset, ctx.panel.state.run_key, which)
@@ -839,9 +841,7 @@ class DCDResultsPanel(foo.Panel):
             config={"displayModeBar": False},
         )
         buttons = panel.h_stack("views", gap=1)
-        buttons.btn(
-            "e_sample", label="E_sample", on_click=self.show_e_sample
-        )
+        buttons.btn("e_sample", label="E_sample", on_click=self.show_e_sample)
         buttons.btn(
             "heldout", label="Debug-heldout", on_click=self.show_heldout
         )

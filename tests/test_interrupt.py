@@ -29,6 +29,29 @@ compute_embeddings(ds.match_tags(TAGS), net, "emb", chunk_size=20)
 """ % (TAGS,)
 
 
+def run_then_kill(args, ready, timeout=600, poll=0.05):
+    """Starts ``python args...`` and kills it with SIGKILL as soon as
+    ``ready()`` is true; fails if the child ends first."""
+    child = subprocess.Popen(
+        [sys.executable] + list(args),
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.time() + timeout
+        while time.time() < deadline and not ready():
+            assert child.poll() is None, "child ended before being killed"
+            time.sleep(poll)
+
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+
+
 def test_kill_during_embedding_then_resume(small_dataset, tmp_path):
     import timm
 
@@ -38,30 +61,11 @@ def test_kill_during_embedding_then_resume(small_dataset, tmp_path):
     ckpt = str(tmp_path / "r.pt")
     torch.save(ref.state_dict(), ckpt)
 
-    child = subprocess.Popen(
-        [sys.executable, "-c", CHILD, ds.name, ckpt],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline:
-            ds.reload()  # the child adds the field
-            written = 0
-            if ds.has_sample_field("emb"):
-                written = len(ds.exists("emb"))
-            if written >= 20:
-                break
-            assert child.poll() is None, "child ended before being killed"
-            time.sleep(0.05)
+    def twenty_written():
+        ds.reload()  # the child adds the field
+        return ds.has_sample_field("emb") and len(ds.exists("emb")) >= 20
 
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    run_then_kill(["-c", CHILD, ds.name, ckpt], twenty_written)
 
     ds.reload()
     view = ds.match_tags(TAGS)
@@ -124,34 +128,12 @@ def test_kill_during_finetuning_then_resume(
         [g if g is not None else w for g, w in zip(gt, weak)],
     )
     work = str(tmp_path / "killed")
-    child = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            FINETUNE_CHILD % EPOCHS,
-            ds.name,
-            trained_checkpoint,
-            work,
-        ],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
     first = os.path.join(work, "epoch_1.pth")
-    try:
-        deadline = time.time() + 600
-        while time.time() < deadline and not os.path.isfile(
-            os.path.join(work, "last_checkpoint")
-        ):
-            assert child.poll() is None, "child ended before being killed"
-            time.sleep(0.01)
-
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
+    run_then_kill(
+        ["-c", FINETUNE_CHILD % EPOCHS, ds.name, trained_checkpoint, work],
+        lambda: os.path.isfile(os.path.join(work, "last_checkpoint")),
+        poll=0.01,
+    )
 
     assert os.path.isfile(first)
     assert not os.path.isfile(os.path.join(work, "epoch_%d.pth" % EPOCHS))
@@ -220,24 +202,11 @@ def test_kill_during_selection_leaves_no_orphans(small_dataset, tmp_path):
     ds.set_values("vec", [rng.normal(size=6) for _ in range(len(ds))])
     names = RunNames("dcd")
     flag = str(tmp_path / "stalled")
-    child = subprocess.Popen(
-        [sys.executable, "-c", SELECT_CHILD, ds.name, flag],
-        cwd=ROOT,
-        env=dict(os.environ),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    run_then_kill(
+        ["-c", SELECT_CHILD, ds.name, flag],
+        lambda: os.path.isfile(flag),
+        timeout=300,
     )
-    try:
-        deadline = time.time() + 300
-        while time.time() < deadline and not os.path.isfile(flag):
-            assert child.poll() is None, "child ended before being killed"
-            time.sleep(0.05)
-
-        os.kill(child.pid, signal.SIGKILL)
-        child.wait(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
 
     # the killed call left half a selection: fields and tags, no view
     ds.reload()
