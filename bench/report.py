@@ -145,8 +145,13 @@ def scenario_summary(methods):
     return out
 
 
+def _expected(seeds, quick):
+    return sum(len(m) for _, _, _, m in S.suite(seeds, quick))
+
+
 def write_report(results_path, out_dir, seeds=S.SEEDS, quick=False):
     rows = load(results_path, seeds, quick)
+    expected = _expected(seeds, quick)
     fig_dir = os.path.join(out_dir, "benchmark")
     os.makedirs(fig_dir, exist_ok=True)
     main = group_rows(rows, "main")
@@ -160,6 +165,16 @@ def write_report(results_path, out_dir, seeds=S.SEEDS, quick=False):
         "%s, %d CPU cores, no GPU; torch %s."
         % (platform.machine(), os.cpu_count(), _torch_version()),
         "",
+    ]
+    if len(rows) < expected:
+        lines += [
+            "**Incomplete: %d of the suite's %d runs are in the results; "
+            "means and gains below are over the seeds and scenarios done so "
+            "far (see the *seeds* column). `python bench/dcd_suite.py` "
+            "resumes the rest.**" % (len(rows), expected),
+            "",
+        ]
+    lines += [
         "Every scenario is built from Fashion-MNIST's real images by "
         "`fiftyone_dcd.data.scenario` (the same images and labels the demo "
         "writes) and run over seeds %s. The model under debug is a "

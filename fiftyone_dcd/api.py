@@ -691,8 +691,9 @@ def apply_dcd(
     Returns:
         a dict with ``rows`` (the report table, one dict per method),
         ``per_class`` (``{method: {"test": {class: accuracy}, "heldout":
-        ...}}``), ``table`` (the rows as text), ``num_selected``, ``timings`` (seconds per
-        step), ``config`` and, with ``true_label_field``, ``label_purity``
+        ...}}``), ``table`` (the rows as text), ``num_selected``,
+        ``timings`` (seconds per step), ``config`` and, with
+        ``true_label_field``, ``label_purity``
     """
     ensure_database()
     t_start = time.time()

@@ -39,7 +39,9 @@ def summarize_run(dataset, run_key=None):
 
     config, results = load_run(dataset, run_key)
     rows = results.get("rows", [])
-    dcd = next((r["method"] for r in rows if r["method"].startswith("DCD")), None)
+    dcd = next(
+        (r["method"] for r in rows if r["method"].startswith("DCD")), None
+    )
 
     return {
         "run_key": run_key,
@@ -71,16 +73,16 @@ def _per_class_changes(per_class, method):
     before = per_class.get("before debugging", {})
     after = per_class[method]
     out = []
-    for cls in sorted(set(after.get("test", {})) | set(after.get("heldout", {}))):
+    for cls in sorted(
+        set(after.get("test", {})) | set(after.get("heldout", {}))
+    ):
         row = {"class": cls}
         for split in ("test", "heldout"):
             b = before.get(split, {}).get(cls)
             a = after.get(split, {}).get(cls)
             row[split + " before"] = b
             row[split + " after"] = a
-            row[split + " change"] = (
-                None if a is None or b is None else a - b
-            )
+            row[split + " change"] = None if a is None or b is None else a - b
 
         out.append(row)
 
@@ -215,5 +217,8 @@ def accuracy_traces(summary):
                 for r in summary["rows"]
             ],
         }
-        for name, key in (("test", "test acc"), ("debug-heldout", "heldout acc"))
+        for name, key in (
+            ("test", "test acc"),
+            ("debug-heldout", "heldout acc"),
+        )
     ]

@@ -6,9 +6,11 @@ Everything here works on arrays; :mod:`fiftyone_dcd.api` connects it to
 datasets.
 """
 
+import contextlib
 from dataclasses import dataclass
 from typing import Optional, Tuple
 
+import faiss
 import numpy as np
 
 LABEL_STRATEGIES = ("weak", "query", "agree", "vote", "auto")
@@ -20,14 +22,27 @@ DEFAULT_LABEL_STRATEGY = "auto"
 #: pool neighbours whose weak labels vote under the ``"vote"`` strategy
 DEFAULT_NUM_NEIGHBORS = 20
 
-
-#: pool rows per block of the distance computation; bounds the temporary
-#: (queries x block) matrix
+#: pool rows searched at a time: converted to float32 one block at a
+#: time, so a float16 or memory-mapped pool is never copied whole
 DEFAULT_BLOCK_SIZE = 65536
+
+#: bytes of faiss's temporary (queries x pool rows) distance matrix, which
+#: with one converted block is the memory the exact search needs beyond
+#: the pool, whatever the pool's size
+BLOCK_BYTES = 64 * 2**20
+
+#: queries searched together; more are searched in turns
+QUERY_CHUNK = 4096
+
+#: bytes of the float64 candidate vectors re-ranked at a time
+_RERANK_BYTES = 32 * 2**20
 
 #: candidates beyond k that are re-ranked with exact distances, so that
 #: float32 rounding in the fast pass cannot change the answer
 _RERANK_MARGIN = 8
+
+#: ``method`` values of :func:`knn`
+KNN_METHODS = ("exact", "ivf", "hnsw")
 
 
 def knn(
@@ -35,63 +50,139 @@ def knn(
     pool: np.ndarray,
     k: int,
     block_size: int = DEFAULT_BLOCK_SIZE,
+    method: str = "exact",
+    **options,
 ) -> Tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest neighbours by l2 distance.
+    """k nearest neighbours by l2 distance, exact by default.
 
-    Distances are found block by block from ``|q|^2 - 2 q.p + |p|^2`` with a
-    matrix product, then the best candidates are re-ranked with exactly
-    computed distances.
+    The exact search finds float32 distances block by block from
+    ``|q|^2 + |p|^2 - 2 q.p`` with faiss's matrix-product search, keeps
+    each query's best candidates, then re-ranks them with distances
+    computed exactly in float64. Only one block of the pool is converted
+    to float32 at a time, so ``pool`` may be float16 or a memory-mapped
+    array larger than memory (see
+    :func:`fiftyone_dcd.embeddings.open_embeddings`); the memory used beyond
+    the pool is about :data:`BLOCK_BYTES` plus that block.
 
     Args:
         queries: a float ``(Q, D)`` array
-        pool: a float ``(N, D)`` array
+        pool: a float ``(N, D)`` array, possibly memory-mapped
         k: neighbours per query, ``1 <= k``; more than ``N`` gives ``N``
         block_size (65536): pool rows per block
+        method ("exact"): ``"exact"``, or ``"ivf"`` / ``"hnsw"`` for an
+            approximate faiss index (see
+            :func:`fiftyone_dcd.ann.approximate_knn`)
+        **options: options of the approximate index (``nlist``,
+            ``nprobe``, ``ef_search``, ...)
 
     Returns:
         ``(distances, indices)``: ``(Q, min(k, N))`` arrays, each row sorted
-        by increasing l2 distance
+        by increasing l2 distance, ties by index
     """
+    if method != "exact":
+        if method not in KNN_METHODS:
+            raise ValueError(
+                "method must be one of %s, got %r" % (KNN_METHODS, method)
+            )
+
+        # imported here: ann imports this module
+        from fiftyone_dcd.ann import approximate_knn
+
+        return approximate_knn(queries, pool, k, method=method, **options)
+
+    if options:
+        raise TypeError(
+            "Options %s apply to approximate methods only; pass "
+            "method='ivf' or 'hnsw'" % sorted(options)
+        )
+
     queries = np.ascontiguousarray(queries, dtype=np.float32)
-    pool = np.ascontiguousarray(pool, dtype=np.float32)
     n = len(pool)
     k = min(int(k), n)
     m = min(k + _RERANK_MARGIN, n)
-    q_sq = np.einsum("ij,ij->i", queries, queries)[:, None]
+    cand = np.zeros((len(queries), m), dtype=np.int64)
+    for q0 in range(0, len(queries) if m else 0, QUERY_CHUNK):
+        chunk = queries[q0 : q0 + QUERY_CHUNK]
+        cand[q0 : q0 + len(chunk)] = _candidates(chunk, pool, m, block_size)
 
-    best_d = np.full((len(queries), 0), np.inf, dtype=np.float32)
-    best_i = np.zeros((len(queries), 0), dtype=np.int64)
-    for start in range(0, n, block_size):
-        block = pool[start : start + block_size]
-        d = block @ queries.T  # (B, Q): one pass over the block
-        d = d.T
-        d *= -2.0
-        d += q_sq
-        d += np.einsum("ij,ij->i", block, block)[None, :]
-        cand_d = np.concatenate([best_d, d], axis=1)
-        cand_i = np.concatenate(
-            [
-                best_i,
-                np.broadcast_to(np.arange(start, start + len(block)), d.shape),
-            ],
-            axis=1,
-        )
-        if cand_d.shape[1] > m:
-            part = np.argpartition(cand_d, m - 1, axis=1)[:, :m]
-            cand_d = np.take_along_axis(cand_d, part, axis=1)
-            cand_i = np.take_along_axis(cand_i, part, axis=1)
+    return _rerank(queries, pool, cand, k)
 
-        best_d, best_i = cand_d, cand_i
 
-    # exact distances of the m candidates, then the k best
-    diff = pool[best_i].astype(np.float64) - queries[:, None, :]
-    exact = np.sqrt(np.einsum("qmd,qmd->qm", diff, diff))
-    order = np.lexsort((best_i, exact), axis=1)[:, :k]
+def _candidates(queries, pool, m, block_size):
+    # the m best pool rows of each query by float32 distance: faiss's
+    # exhaustive search (one matrix product and a heap per query) on one
+    # block of the pool at a time, only that block converted to float32,
+    # merged with the best so far
+    best_d = best_i = None
+    with _faiss_blas(len(queries)):
+        for start in range(0, len(pool), block_size):
+            block = np.ascontiguousarray(
+                pool[start : start + block_size], dtype=np.float32
+            )
+            d, i = faiss.knn(queries, block, min(m, len(block)))
+            i += start
+            if best_d is not None:
+                d = np.concatenate([best_d, d], axis=1)
+                i = np.concatenate([best_i, i], axis=1)
+                if d.shape[1] > m:
+                    part = np.argpartition(d, m - 1, axis=1)[:, :m]
+                    d = np.take_along_axis(d, part, axis=1)
+                    i = np.take_along_axis(i, part, axis=1)
 
-    return (
-        np.take_along_axis(exact, order, axis=1),
-        np.take_along_axis(best_i, order, axis=1),
+            best_d, best_i = d, i
+
+    return best_i
+
+
+@contextlib.contextmanager
+def _faiss_blas(num_queries):
+    # faiss 1.15 uses a matrix product only when queries x dim >= 128000,
+    # else it computes one distance at a time, and its products cover 1024
+    # pool rows each: either makes it several times slower than a plain
+    # matrix product (docs/scale.md). Always a matrix product, on blocks
+    # whose distance matrix is about BLOCK_BYTES. These settings are
+    # process-wide; they are restored after the search
+    cv = faiss.cvar
+    saved = (
+        cv.distance_compute_blas_threshold,
+        cv.distance_compute_blas_database_bs,
     )
+    rows = min(num_queries, cv.distance_compute_blas_query_bs)
+    cv.distance_compute_blas_threshold = 0
+    cv.distance_compute_blas_database_bs = int(
+        min(65536, max(1024, BLOCK_BYTES // (4 * max(1, rows))))
+    )
+    try:
+        yield
+    finally:
+        (
+            cv.distance_compute_blas_threshold,
+            cv.distance_compute_blas_database_bs,
+        ) = saved
+
+
+def _rerank(queries, pool, cand, k):
+    # exact float64 distances of the candidates, in query chunks that bound
+    # the gathered vectors, then the k best, ties by index
+    nq, m = cand.shape
+    dim = queries.shape[1] if queries.ndim == 2 else 0
+    step = max(1, _RERANK_BYTES // max(1, 8 * m * dim))
+    dist = np.zeros((nq, k), dtype=np.float64)
+    idx = np.zeros((nq, k), dtype=np.int64)
+    for q0 in range(0, nq, step):
+        c = cand[q0 : q0 + step]
+        diff = np.asarray(pool[c.ravel()], dtype=np.float64).reshape(
+            c.shape + (dim,)
+        )
+        diff -= queries[q0 : q0 + step, None, :]
+        exact = np.sqrt(np.einsum("qmd,qmd->qm", diff, diff))
+        # -1: no candidate (an approximate index found too few)
+        exact[c < 0] = np.inf
+        order = np.lexsort((c, exact), axis=1)[:, :k]
+        dist[q0 : q0 + step] = np.take_along_axis(exact, order, axis=1)
+        idx[q0 : q0 + step] = np.take_along_axis(c, order, axis=1)
+
+    return dist, idx
 
 
 #: neighbours per query when no k is given: the cap under an automatic

@@ -73,7 +73,9 @@ class ProgressHook(Hook):
         self._last = time.time()
         self.progress(runner.iter, runner.max_iters)
 
-    def after_train_iter(self, runner, batch_idx, data_batch=None, outputs=None):
+    def after_train_iter(
+        self, runner, batch_idx, data_batch=None, outputs=None
+    ):
         if time.time() - self._last >= self.interval:
             self._report(runner)
 

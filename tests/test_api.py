@@ -50,7 +50,9 @@ def brute_force_auto(Q, q_labels, P, weak):
     E_sample's labels better than the nearest other E_sample image."""
     d = np.linalg.norm(Q[:, None].astype(np.float64) - Q[None], axis=2)
     np.fill_diagonal(d, np.inf)
-    a_q = np.mean([q_labels[j] == lab for j, lab in zip(d.argmin(1), q_labels)])
+    a_q = np.mean(
+        [q_labels[j] == lab for j, lab in zip(d.argmin(1), q_labels)]
+    )
     votes = brute_force_vote(Q, P, weak)
     a_v = np.mean([v == lab for v, lab in zip(votes, q_labels)])
 

@@ -34,7 +34,9 @@ def _form(name, view, params):
         "view": view._serialize(),
         "params": params,
     }
-    prop = asyncio.run(resolve_type(OperatorRegistry(), PLUGIN + name, request))
+    prop = asyncio.run(
+        resolve_type(OperatorRegistry(), PLUGIN + name, request)
+    )
     assert not hasattr(prop, "error"), getattr(prop, "error", None)
 
     return prop.to_json()["type"]["properties"]
@@ -58,9 +60,7 @@ def test_choices_come_from_the_dataset(form_dataset):
     labels = props["weak_label_field"]["type"]["values"]
     assert "weak_label" in labels and "ground_truth" in labels
     assert "note" not in labels and "vec" not in labels
-    pool_choices = [
-        c["value"] for c in props["pool"]["view"]["choices"]
-    ]
+    pool_choices = [c["value"] for c in props["pool"]["view"]["choices"]]
     assert set(ds.distinct("tags")) <= set(pool_choices)
     assert "problem" not in props
 
@@ -90,9 +90,7 @@ def test_form_refuses_a_run_key_that_exists(form_dataset):
     assert_unchanged(ds, before)
 
     # with overwrite the same form is valid
-    props = _form(
-        "select_debug_train", e_sample, dict(VALID, overwrite=True)
-    )
+    props = _form("select_debug_train", e_sample, dict(VALID, overwrite=True))
     assert "problem" not in props
 
 

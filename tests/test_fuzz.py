@@ -123,7 +123,6 @@ def test_fuzz_select_operator(small_dataset):
     run()
     print(
         "fuzz: %(cases)d cases, %(ok)d ran, %(refused)d refused (%(ours)d "
-        "by our checks, the rest by FiftyOne's form types and choices)"
-        % TRIED
+        "by our checks, the rest by FiftyOne's form types and choices)" % TRIED
     )
     assert TRIED["ok"] > 0 and TRIED["ours"] > 0
