@@ -24,10 +24,13 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
-import fiftyone as fo
 import fiftyone.utils.torch as fout
 
-from fiftyone_dcd.embeddings import load_embeddings
+from fiftyone_dcd.embeddings import (
+    ensure_vector_field,
+    load_embeddings,
+    write_vectors,
+)
 from fiftyone_dcd.inference import run_loader
 from fiftyone_dcd.loaders import ImageGetItem
 from fiftyone_dcd.models import build_model, get_preprocess
@@ -134,8 +137,8 @@ def compute_embeddings_distributed(
         )
 
     dataset = samples._dataset
-    if rank == 0 and not dataset.has_sample_field(embeddings_field):
-        dataset.add_sample_field(embeddings_field, fo.VectorField)
+    if rank == 0:
+        ensure_vector_field(dataset, embeddings_field)
 
     dist.barrier()
     dataset.reload()
@@ -164,8 +167,7 @@ def compute_embeddings_distributed(
         channels_last=channels_last,
     )
     if len(rows):
-        values = dict(zip(result["ids"], result["features"]))
-        dataset.set_values(embeddings_field, values, key_field="id")
+        write_vectors(dataset, embeddings_field, result)
 
     dist.barrier()
 

@@ -51,9 +51,7 @@ def compute_embeddings(
         the number of samples computed
     """
     dataset = samples._dataset
-    if not dataset.has_sample_field(embeddings_field):
-        dataset.add_sample_field(embeddings_field, fo.VectorField)
-
+    ensure_vector_field(dataset, embeddings_field)
     todo = samples
     if skip_existing:
         todo = samples.exists(embeddings_field, False)
@@ -79,12 +77,24 @@ def compute_embeddings(
         if start == 0:
             _check_size(dataset, embeddings_field, ids, result["features"])
 
-        # each chunk is written whole, so an interrupted run leaves complete
-        # vectors that a rerun skips
-        values = dict(zip(result["ids"], result["features"]))
-        dataset.set_values(embeddings_field, values, key_field="id")
+        write_vectors(dataset, embeddings_field, result)
 
     return total
+
+
+def ensure_vector_field(dataset, embeddings_field):
+    """Adds the ``VectorField`` ``embeddings_field`` if it is missing."""
+    if not dataset.has_sample_field(embeddings_field):
+        dataset.add_sample_field(embeddings_field, fo.VectorField)
+
+
+def write_vectors(dataset, embeddings_field, result):
+    """Stores the ``features`` of a :func:`fiftyone_dcd.inference.
+    run_inference` result by sample id, in one write: a chunk is stored
+    whole or not at all, so an interrupted run leaves complete vectors that
+    a rerun skips."""
+    values = dict(zip(result["ids"], result["features"]))
+    dataset.set_values(embeddings_field, values, key_field="id")
 
 
 def _offset(progress, start, total):
