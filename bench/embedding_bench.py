@@ -136,7 +136,7 @@ def main():
             compute_embeddings(dataset.limit(16), net, "warm", **common)
 
             variants = [
-                ("ours float32", "ours32", {}),
+                ("ours float32", "ours32", {"channels_last": False}),
                 ("ours channels_last", "ours_cl", {"channels_last": True}),
                 (
                     "ours bfloat16+cl",

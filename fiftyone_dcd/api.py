@@ -184,6 +184,34 @@ def _compare(
     return rows, per_class, timings
 
 
+def _views(train, test, heldout, e_sample, debug_train, pool):
+    """The views :func:`_compare` takes, by name."""
+    return dict(
+        train=train,
+        test=test,
+        heldout=heldout,
+        e_sample=e_sample,
+        debug_train=debug_train,
+        pool=pool,
+    )
+
+
+def _recipe(
+    epochs, lr, replay, batch_size, num_workers, seed, work_dir, device
+):
+    """The fine-tuning settings every method of a run gets."""
+    return dict(
+        epochs=epochs,
+        lr=lr,
+        replay=replay,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        seed=seed,
+        work_dir=work_dir,
+        device=device,
+    )
+
+
 def _first_round(
     net,
     classes,
@@ -462,27 +490,20 @@ def finetune_dcd(
         rows, per_class, timings = _compare(
             net,
             classes,
-            dict(
-                train=train,
-                test=test,
-                heldout=heldout,
-                e_sample=e_sample,
-                debug_train=debug_train,
-                pool=pool,
-            ),
+            _views(train, test, heldout, e_sample, debug_train, pool),
             names,
             label_field,
             weak_label_field,
             baselines,
-            dict(
-                epochs=epochs,
-                lr=lr,
-                replay=replay,
-                batch_size=batch_size,
-                num_workers=num_workers,
-                seed=seed,
-                work_dir=work_dir,
-                device=device,
+            _recipe(
+                epochs,
+                lr,
+                replay,
+                batch_size,
+                num_workers,
+                seed,
+                work_dir,
+                device,
             ),
             say,
         )
@@ -882,15 +903,15 @@ def apply_dcd(
         )
         timings["predict"] = time.time() - t
 
-        recipe = dict(
-            epochs=epochs,
-            lr=lr,
-            replay=replay,
-            batch_size=batch_size,
-            num_workers=num_workers,
-            seed=seed,
-            work_dir=work_dir,
-            device=device,
+        recipe = _recipe(
+            epochs,
+            lr,
+            replay,
+            batch_size,
+            num_workers,
+            seed,
+            work_dir,
+            device,
         )
         select_field = embeddings_field
         first_round = None
@@ -940,14 +961,7 @@ def apply_dcd(
         rows, per_class, more = _compare(
             net,
             classes,
-            dict(
-                train=train,
-                test=test,
-                heldout=heldout,
-                e_sample=e_sample,
-                debug_train=debug_train,
-                pool=pool,
-            ),
+            _views(train, test, heldout, e_sample, debug_train, pool),
             names,
             label_field,
             weak_label_field,

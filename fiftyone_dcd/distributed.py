@@ -1,40 +1,52 @@
 """
-Embedding and selection on more than one process or machine, with
-torch.distributed: started by ``torchrun`` or SLURM's ``srun``, gloo on CPU
-and NCCL on GPU. All processes reach the same FiftyOne database (on a
-cluster a shared MongoDB, ``FIFTYONE_DATABASE_URI``)::
+Embedding, selection and fine-tuning on more than one process or machine,
+with torch.distributed: started by ``torchrun`` or SLURM's ``srun``, gloo
+on CPU and NCCL on GPU. All processes reach the same FiftyOne database (on
+a cluster a shared MongoDB, ``FIFTYONE_DATABASE_URI``)::
 
     torchrun --nproc_per_node 2 -m fiftyone_dcd.distributed \\
         --dataset my-dataset --model resnet18 --checkpoint model.pt \\
         --embeddings-field dcd_embeddings \\
         --pool-tag pool --query-tag e_sample -k 20 --out selection.npz
 
+    torchrun --nproc_per_node 2 -m fiftyone_dcd.distributed finetune \\
+        --dataset my-dataset --model resnet18 --checkpoint model.pt \\
+        --run-key dcd --train train --e-sample e_sample --out dcd_model.pt
+
 Each process embeds a contiguous shard of the samples and writes its own
 vectors; for the selection each searches its shard of the pool exactly and
-the shards' k best are merged, which is exact too.
+the shards' k best are merged, which is exact too. Fine-tuning runs
+mmengine's Runner with its launcher: the model in DistributedDataParallel,
+each process on its share of every epoch.
 """
 
 import argparse
 import logging
 import os
 import subprocess
+import sys
 
 import numpy as np
 import torch
 import torch.distributed as dist
 from torch.utils.data import DataLoader, Subset
 
+import fiftyone as fo
 import fiftyone.utils.torch as fout
 
+from fiftyone_dcd import validation as val
 from fiftyone_dcd.embeddings import (
     ensure_vector_field,
     load_embeddings,
+    size_mismatch,
     write_vectors,
 )
 from fiftyone_dcd.inference import run_loader
 from fiftyone_dcd.loaders import ImageGetItem
 from fiftyone_dcd.models import build_model, get_preprocess
+from fiftyone_dcd.naming import RunNames, check_run_key
 from fiftyone_dcd.selection import knn
+from fiftyone_dcd.training import save_weights, train_classifier
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +125,7 @@ def compute_embeddings_distributed(
     num_workers=0,
     device=None,
     precision=None,
-    channels_last=False,
+    channels_last=None,
     group=None,
 ):
     """Every process embeds its shard of ``samples`` and writes its vectors
@@ -166,12 +178,146 @@ def compute_embeddings_distributed(
         precision=precision,
         channels_last=channels_last,
     )
+    _check_sizes_agree(samples, embeddings_field, result, len(rows))
     if len(rows):
         write_vectors(dataset, embeddings_field, result)
 
     dist.barrier()
 
     return len(rows)
+
+
+def _check_sizes_agree(samples, embeddings_field, result, num_rows):
+    """Raises in every process, before any writes, when the field holds
+    vectors of another size outside ``samples``."""
+    dim = result["features"].shape[1] if num_rows else -1
+    dims = [None] * dist.get_world_size()
+    dist.all_gather_object(dims, dim)
+    dim = max(dims)
+    error = [None]
+    if dist.get_rank() == 0 and dim > 0:
+        error[0] = size_mismatch(
+            samples._dataset, embeddings_field, samples.values("id"), dim
+        )
+
+    dist.broadcast_object_list(error, src=0)
+    if error[0]:
+        raise ValueError(error[0])
+
+
+def finetune_distributed(
+    dataset,
+    net,
+    train,
+    e_sample,
+    run_key="dcd",
+    label_field="ground_truth",
+    classes=None,
+    out=None,
+    epochs=2,
+    lr=0.01,
+    batch_size=128,
+    num_workers=0,
+    seed=0,
+    augment=True,
+    work_dir=None,
+    launcher="pytorch",
+):
+    """Fine-tunes ``net`` as DCD does, on ``train`` + ``e_sample`` (labels
+    in ``label_field``) + the debug-train set of run ``run_key`` (its
+    saved view, with its assigned labels), with every process of the job;
+    call it in all processes with the same arguments.
+
+    The processes share each batch: ``batch_size`` is the global batch,
+    each process takes ``batch_size // world_size``, so the recipe is that
+    of one process with ``batch_size``. Rank 0 saves the weights to
+    ``out``.
+
+    Args:
+        dataset: the dataset, or its name
+        net: the model under debug, an ``nn.Module``
+        train, e_sample: views of ``dataset``, sample tags or saved view
+            names
+        classes (None): the model's class list; None is the dataset's
+            default classes, else the labels of ``train`` and ``e_sample``
+        work_dir (None): checkpoints, seen by all processes; None is
+            ``<out>.work``, next to ``out``, which must be writable too
+        launcher ("pytorch"): ``"pytorch"`` (torchrun) or ``"slurm"``
+
+    Returns:
+        ``net``, trained, in eval mode
+    """
+    if isinstance(dataset, str):
+        dataset = fo.load_dataset(dataset)
+
+    names = RunNames(check_run_key(run_key))
+    train = val.resolve_view(dataset, train, "training data")
+    e_sample = val.resolve_view(dataset, e_sample, "E_sample")
+    if names.debug_train_view not in dataset.list_saved_views():
+        raise ValueError(
+            "Dataset '%s' has no debug-train set of run '%s' (saved view "
+            "'%s'); run select_debug_train first"
+            % (dataset.name, run_key, names.debug_train_view)
+        )
+
+    debug_train = dataset.load_saved_view(names.debug_train_view)
+    val.check_label_field(train, label_field, "training")
+    val.check_label_field(e_sample, label_field, "E_sample")
+    val.check_label_field(debug_train, names.assigned_label, "debug-train")
+    if classes is None:
+        classes = dataset.default_classes or sorted(
+            set(train.distinct(label_field + ".label"))
+            | set(e_sample.distinct(label_field + ".label"))
+        )
+
+    classes = list(val.check_class_list(classes) or classes)
+    for samples, field, what in (
+        (train, label_field, "training data"),
+        (e_sample, label_field, "E_sample"),
+        (debug_train, names.assigned_label, "debug-train set"),
+    ):
+        val.check_classes(samples, field, classes, what)
+
+    val.check_head(net, classes)
+    val.check_training_params(epochs, lr, batch_size)
+    if out is None and work_dir is None:
+        raise ValueError("Pass out (the weights' path) or work_dir")
+
+    work_dir = work_dir or str(out) + ".work"
+    val.check_work_dir(work_dir)
+    if out is not None:
+        val.check_work_dir(os.path.dirname(os.path.abspath(str(out))))
+    _, world = init_distributed(launcher)
+    if batch_size % world:
+        raise ValueError(
+            "batch_size %d is not a multiple of the %d processes; pass a "
+            "multiple so that the global batch stays %d"
+            % (batch_size, world, batch_size)
+        )
+
+    train_classifier(
+        net,
+        [
+            (train, label_field),
+            (e_sample, label_field),
+            (debug_train, names.assigned_label),
+        ],
+        classes,
+        work_dir,
+        epochs=epochs,
+        lr=lr,
+        batch_size=batch_size // world,
+        num_workers=num_workers,
+        seed=seed,
+        augment=augment,
+        launcher=launcher,
+    )
+    if out is not None and dist.get_rank() == 0:
+        save_weights(net, out)
+
+    dist.barrier()
+
+    return net
 
 
 def knn_distributed(queries, pool, k, **kwargs):
@@ -201,7 +347,57 @@ def knn_distributed(queries, pool, k, **kwargs):
     )
 
 
+def finetune_main(argv):
+    parser = argparse.ArgumentParser(
+        prog="fiftyone_dcd.distributed finetune",
+        description="Fine-tunes the model under debug on the training "
+        "data, E_sample and a DCD run's debug-train set, on all processes "
+        "of a torchrun or SLURM job",
+    )
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--checkpoint")
+    parser.add_argument("--num-classes", type=int)
+    parser.add_argument("--run-key", default="dcd")
+    parser.add_argument("--train", required=True, help="tag or saved view")
+    parser.add_argument("--e-sample", required=True, help="tag or view")
+    parser.add_argument("--label-field", default="ground_truth")
+    parser.add_argument("--out", required=True, help="weights (rank 0)")
+    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--num-workers", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--launcher", choices=LAUNCHERS, default="pytorch")
+    args = parser.parse_args(argv)
+
+    init_distributed(args.launcher)
+    net = build_model(
+        args.model, num_classes=args.num_classes, checkpoint=args.checkpoint
+    )
+    finetune_distributed(
+        args.dataset,
+        net,
+        args.train,
+        args.e_sample,
+        run_key=args.run_key,
+        label_field=args.label_field,
+        out=args.out,
+        epochs=args.epochs,
+        lr=args.lr,
+        batch_size=args.batch_size,
+        num_workers=args.num_workers,
+        seed=args.seed,
+        launcher=args.launcher,
+    )
+    dist.destroy_process_group()
+
+
 def main(argv=None):
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["finetune"]:
+        return finetune_main(argv[1:])
+
     parser = argparse.ArgumentParser(
         description="Embeds a dataset and selects from its pool on all "
         "processes of a torchrun or SLURM job"
@@ -214,7 +410,11 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--num-workers", type=int, default=0)
     parser.add_argument("--precision", choices=("float32", "bfloat16"))
-    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        help="default: when the model has 2-D convolutions",
+    )
     parser.add_argument("--launcher", choices=LAUNCHERS, default="pytorch")
     parser.add_argument("--pool-tag", help="select from these samples")
     parser.add_argument("--query-tag", help="... nearest to these")

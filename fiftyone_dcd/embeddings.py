@@ -24,7 +24,7 @@ def compute_embeddings(
     progress=None,
     chunk_size=4096,
     precision=None,
-    channels_last=False,
+    channels_last=None,
 ):
     """Computes the penultimate-layer embeddings of ``net`` on ``samples``
     and stores them in the ``VectorField`` ``embeddings_field``.
@@ -44,7 +44,7 @@ def compute_embeddings(
             is empty
         progress (None): a callable ``progress(done, total)``
         chunk_size (4096): samples computed and written at a time
-        precision (None), channels_last (False): see
+        precision (None), channels_last (None): see
             :func:`fiftyone_dcd.inference.run_inference`
 
     Returns:
@@ -105,16 +105,28 @@ def _offset(progress, start, total):
 
 
 def _check_size(dataset, embeddings_field, ids, features):
-    # vectors this call does not replace must have the same size
+    error = size_mismatch(dataset, embeddings_field, ids, features.shape[1])
+    if error:
+        raise ValueError(error)
+
+
+def size_mismatch(dataset, embeddings_field, ids, dim):
+    """The message for vectors of ``embeddings_field`` outside ``ids``
+    (which a call is about to replace) whose size is not ``dim``, or None.
+    """
     existing = dataset.exists(embeddings_field).exclude(ids).limit(1)
-    if len(existing):
-        dim = len(existing.first()[embeddings_field])
-        if dim != features.shape[1]:
-            raise ValueError(
-                "Field '%s' holds %d-dimensional vectors and this model "
-                "gives %d; pass another embeddings_field, or delete that "
-                "field first" % (embeddings_field, dim, features.shape[1])
-            )
+    if not len(existing):
+        return None
+
+    have = len(existing.first()[embeddings_field])
+    if have == dim:
+        return None
+
+    return (
+        "Field '%s' holds %d-dimensional vectors and this model gives %d; "
+        "pass another embeddings_field, or delete that field first"
+        % (embeddings_field, have, dim)
+    )
 
 
 #: samples whose vectors are read from the database at a time

@@ -141,6 +141,7 @@ def train_classifier(
     augment=True,
     device=None,
     progress=None,
+    launcher="none",
 ):
     """Trains ``net`` in place on the concatenation of labelled parts.
 
@@ -163,6 +164,8 @@ def train_classifier(
             present
         progress (None): a callable ``progress(done, total)`` of training
             iterations
+        launcher ("none"): ``"pytorch"`` (torchrun) or ``"slurm"`` to train
+            with torch.distributed, see :func:`train_on_loader`
 
     Returns:
         ``net``, trained, in eval mode
@@ -200,6 +203,7 @@ def train_classifier(
         seed=seed,
         fingerprint=fingerprint,
         progress=progress,
+        launcher=launcher,
     )
 
 
@@ -213,9 +217,18 @@ def train_on_loader(
     seed=0,
     fingerprint=None,
     progress=None,
+    launcher="none",
 ):
     """Trains ``net`` in place with an mmengine ``Runner`` on a loader of
     dicts with ``inputs`` and ``labels`` (and optionally ``ids``).
+
+    With ``launcher="pytorch"`` (every process started by ``torchrun``) or
+    ``"slurm"`` (by ``srun``), all processes call this with the same
+    arguments: mmengine wraps the model in ``DistributedDataParallel``
+    (gloo on CPU, NCCL on GPU) and each process trains on its share of
+    every epoch, so a batch of ``loader.batch_size`` per process makes a
+    global batch of that times the number of processes. Checkpoints are
+    written by rank 0 into ``work_dir``, which all processes must see.
 
     The loader is rebuilt with a seeded :class:`mmengine.dataset.
     DefaultSampler`, so that each epoch's order depends only on the seed
@@ -228,6 +241,13 @@ def train_on_loader(
     Returns:
         ``net``, trained, in eval mode
     """
+    distributed = launcher != "none"
+    if distributed:
+        # before the sampler is built: it reads the rank and world size
+        from fiftyone_dcd.distributed import init_distributed
+
+        init_distributed(launcher)
+
     os.makedirs(work_dir, exist_ok=True)
     dataset = loader.dataset
     # mmengine hands dataset metadata to its visualizer and warns without it
@@ -240,7 +260,7 @@ def train_on_loader(
         collate_fn=loader.collate_fn,
         drop_last=False,
     )
-    resume = _resumable(work_dir, fingerprint)
+    resume = _resumable_everywhere(work_dir, fingerprint, distributed)
     runner = Runner(
         model=Classifier(net),
         work_dir=work_dir,
@@ -271,6 +291,9 @@ def train_on_loader(
         custom_hooks=[EpochSeedHook(seed), PlainCheckpointHook()]
         + ([ProgressHook(progress)] if progress else []),
         randomness=dict(seed=seed),
+        launcher=launcher,
+        # mmengine reads how to wrap the model from its config
+        cfg=dict(model_wrapper_cfg=_ddp_config()) if distributed else None,
         resume=resume,
         log_level=os.environ.get("DCD_MMENGINE_LOG_LEVEL", "WARNING"),
         default_scope=None,
@@ -300,6 +323,33 @@ def _digest_state(net):
         h.update(v.detach().cpu().contiguous().numpy().tobytes())
 
     return h.hexdigest()
+
+
+def _ddp_config():
+    if torch.cuda.is_available():
+        return None  # mmengine's default: DDP on this process's GPU
+
+    # a CPU module takes no device ids, and mmengine passes the local rank
+    return dict(
+        type="MMDistributedDataParallel",
+        device_ids=None,
+        broadcast_buffers=False,
+    )
+
+
+def _resumable_everywhere(work_dir, fingerprint, distributed):
+    """:func:`_resumable`, decided by rank 0 for every process."""
+    if not distributed:
+        return _resumable(work_dir, fingerprint)
+
+    import torch.distributed as dist
+
+    answer = [
+        _resumable(work_dir, fingerprint) if dist.get_rank() == 0 else None
+    ]
+    dist.broadcast_object_list(answer, src=0)
+
+    return answer[0]
 
 
 def _resumable(work_dir, fingerprint):
