@@ -35,6 +35,7 @@ import fiftyone as fo
 import fiftyone.utils.torch as fout
 
 from fiftyone_dcd import validation as val
+from fiftyone_dcd.database import DatabaseError, ensure_database
 from fiftyone_dcd.embeddings import (
     ensure_vector_field,
     load_embeddings,
@@ -362,7 +363,16 @@ def finetune_main(argv):
     parser.add_argument("--train", required=True, help="tag or saved view")
     parser.add_argument("--e-sample", required=True, help="tag or view")
     parser.add_argument("--label-field", default="ground_truth")
+    parser.add_argument(
+        "--classes",
+        help="the model's classes, comma-separated (default: the "
+        "dataset's default classes)",
+    )
     parser.add_argument("--out", required=True, help="weights (rank 0)")
+    parser.add_argument(
+        "--work-dir",
+        help="checkpoints, seen by every process (default: <out>.work)",
+    )
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--batch-size", type=int, default=128)
@@ -372,17 +382,20 @@ def finetune_main(argv):
     args = parser.parse_args(argv)
 
     init_distributed(args.launcher)
+    dataset = _load_dataset(args.dataset)
     net = build_model(
         args.model, num_classes=args.num_classes, checkpoint=args.checkpoint
     )
     finetune_distributed(
-        args.dataset,
+        dataset,
         net,
         args.train,
         args.e_sample,
         run_key=args.run_key,
         label_field=args.label_field,
+        classes=args.classes.split(",") if args.classes else None,
         out=args.out,
+        work_dir=args.work_dir,
         epochs=args.epochs,
         lr=args.lr,
         batch_size=args.batch_size,
@@ -390,14 +403,50 @@ def finetune_main(argv):
         seed=args.seed,
         launcher=args.launcher,
     )
+    if dist.get_rank() == 0:
+        print("Saved the fine-tuned weights to %s" % args.out)
+
     dist.destroy_process_group()
+
+
+def _load_dataset(name, group=None):
+    """Loads a dataset in every process, the first process of each machine
+    first: it checks the database and, with FiftyOne's own MongoDB, starts
+    it, which the others then share instead of racing to start their own.
+    """
+    group = local_process_group() if group is None else group
+    if dist.get_rank(group) == 0:
+        ensure_database()
+        dataset = fo.load_dataset(name)
+
+    dist.barrier()
+    if dist.get_rank(group) != 0:
+        dataset = fo.load_dataset(name)
+
+    return dataset
+
+
+def _exit_with_message(fn):
+    """Runs a command line ``fn``: input errors end it with one line per
+    process and exit status 2, not a traceback from every process (a
+    missing dataset is a ``ValueError`` too)."""
+    try:
+        fn()
+    except (ValueError, DatabaseError) as e:
+        rank = dist.get_rank() if dist.is_initialized() else 0
+        print("error (rank %d): %s" % (rank, e), file=sys.stderr)
+        sys.exit(2)
 
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["finetune"]:
-        return finetune_main(argv[1:])
+        return _exit_with_message(lambda: finetune_main(argv[1:]))
 
+    return _exit_with_message(lambda: embed_main(argv))
+
+
+def embed_main(argv):
     parser = argparse.ArgumentParser(
         description="Embeds a dataset and selects from its pool on all "
         "processes of a torchrun or SLURM job"
@@ -424,6 +473,7 @@ def main(argv=None):
 
     rank, world = init_distributed(args.launcher)
     group = local_process_group()
+    _load_dataset(args.dataset, group)  # the database is up after this
     dataset = fout.FiftyOneTorchDataset.distributed_init(args.dataset, group)
     net = build_model(
         args.model, num_classes=args.num_classes, checkpoint=args.checkpoint

@@ -92,8 +92,8 @@ def run_loader(
 ):
     """The loop of :func:`run_inference` over any loader of dicts with
     ``inputs`` and ``ids``; ``total`` is the number of images it yields.
-    ``net`` is returned to the contiguous memory format afterwards when
-    this loop changed it."""
+    ``net`` is put back in the contiguous (default) memory format
+    afterwards when this loop changed it."""
     precision = precision or "float32"
     if precision not in PRECISIONS:
         raise ValueError(
@@ -136,7 +136,7 @@ def run_loader(
                 progress(done, total)
 
     if channels_last:
-        # the caller's model may be trained next; leave it as it came
+        # the caller's model may be trained next, in the default format
         net.to(memory_format=torch.contiguous_format)
 
     result = {"ids": ids}

@@ -330,11 +330,7 @@ def _ddp_config():
         return None  # mmengine's default: DDP on this process's GPU
 
     # a CPU module takes no device ids, and mmengine passes the local rank
-    return dict(
-        type="MMDistributedDataParallel",
-        device_ids=None,
-        broadcast_buffers=False,
-    )
+    return dict(type="MMDistributedDataParallel", device_ids=None)
 
 
 def _resumable_everywhere(work_dir, fingerprint, distributed):
