@@ -441,20 +441,7 @@ def finetune_dcd(
     journal.recover(dataset, run_key)
     heldout = val.resolve_view(dataset, heldout, "debug-heldout set")
     e_sample = val.resolve_view(dataset, e_sample, "E_sample")
-    if debug_train is None:
-        if names.debug_train_view not in dataset.list_saved_views():
-            raise ValueError(
-                "Dataset '%s' has no debug-train set of run '%s' (saved view "
-                "'%s'); run select_debug_train first, or pass debug_train"
-                % (dataset.name, run_key, names.debug_train_view)
-            )
-
-        debug_train = names.debug_train_view
-
-    debug_train = val.resolve_view(dataset, debug_train, "debug-train set")
-    val.check_label_field(
-        debug_train, names.assigned_label, "debug-train assigned"
-    )
+    debug_train = val.resolve_debug_train(dataset, names, debug_train)
     val.check_work_dir(work_dir)
     train, test, pool, classes, baselines = _check_common(
         dataset,

@@ -47,6 +47,7 @@ from fiftyone_dcd.loaders import ImageGetItem
 from fiftyone_dcd.models import build_model, get_preprocess
 from fiftyone_dcd.naming import RunNames, check_run_key
 from fiftyone_dcd.selection import knn
+from fiftyone_dcd.steps import get_classes
 from fiftyone_dcd.training import save_weights, train_classifier
 
 logger = logging.getLogger(__name__)
@@ -212,6 +213,7 @@ def finetune_distributed(
     train,
     e_sample,
     run_key="dcd",
+    debug_train=None,
     label_field="ground_truth",
     classes=None,
     out=None,
@@ -226,8 +228,9 @@ def finetune_distributed(
 ):
     """Fine-tunes ``net`` as DCD does, on ``train`` + ``e_sample`` (labels
     in ``label_field``) + the debug-train set of run ``run_key`` (its
-    saved view, with its assigned labels), with every process of the job;
-    call it in all processes with the same arguments.
+    saved view, or ``debug_train``, with the run's assigned labels), with
+    every process of the job; call it in all processes with the same
+    arguments.
 
     The processes share each batch: ``batch_size`` is the global batch,
     each process takes ``batch_size // world_size``, so the recipe is that
@@ -240,7 +243,7 @@ def finetune_distributed(
         train, e_sample: views of ``dataset``, sample tags or saved view
             names
         classes (None): the model's class list; None is the dataset's
-            default classes, else the labels of ``train`` and ``e_sample``
+            default classes, else the labels of ``train``
         work_dir (None): checkpoints, seen by all processes; None is
             ``<out>.work``, next to ``out``, which must be writable too
         launcher ("pytorch"): ``"pytorch"`` (torchrun) or ``"slurm"``
@@ -254,24 +257,10 @@ def finetune_distributed(
     names = RunNames(check_run_key(run_key))
     train = val.resolve_view(dataset, train, "training data")
     e_sample = val.resolve_view(dataset, e_sample, "E_sample")
-    if names.debug_train_view not in dataset.list_saved_views():
-        raise ValueError(
-            "Dataset '%s' has no debug-train set of run '%s' (saved view "
-            "'%s'); run select_debug_train first"
-            % (dataset.name, run_key, names.debug_train_view)
-        )
-
-    debug_train = dataset.load_saved_view(names.debug_train_view)
+    debug_train = val.resolve_debug_train(dataset, names, debug_train)
     val.check_label_field(train, label_field, "training")
     val.check_label_field(e_sample, label_field, "E_sample")
-    val.check_label_field(debug_train, names.assigned_label, "debug-train")
-    if classes is None:
-        classes = dataset.default_classes or sorted(
-            set(train.distinct(label_field + ".label"))
-            | set(e_sample.distinct(label_field + ".label"))
-        )
-
-    classes = list(val.check_class_list(classes) or classes)
+    classes = get_classes(dataset, classes, train, label_field)
     for samples, field, what in (
         (train, label_field, "training data"),
         (e_sample, label_field, "E_sample"),
@@ -362,6 +351,10 @@ def finetune_main(argv):
     parser.add_argument("--run-key", default="dcd")
     parser.add_argument("--train", required=True, help="tag or saved view")
     parser.add_argument("--e-sample", required=True, help="tag or view")
+    parser.add_argument(
+        "--debug-train",
+        help="tag or saved view (default: the run's saved view)",
+    )
     parser.add_argument("--label-field", default="ground_truth")
     parser.add_argument(
         "--classes",
@@ -392,6 +385,7 @@ def finetune_main(argv):
         args.train,
         args.e_sample,
         run_key=args.run_key,
+        debug_train=args.debug_train,
         label_field=args.label_field,
         classes=args.classes.split(",") if args.classes else None,
         out=args.out,
@@ -410,20 +404,18 @@ def finetune_main(argv):
 
 
 def _load_dataset(name, group=None):
-    """Loads a dataset in every process, the first process of each machine
-    first: it checks the database and, with FiftyOne's own MongoDB, starts
-    it, which the others then share instead of racing to start their own.
+    """Loads a dataset in every process with FiftyOne's
+    ``distributed_init`` (one process of a machine after the other), after
+    the first process of each machine checked the database, so that a
+    broken or unreachable one is named, not met as a timeout.
     """
     group = local_process_group() if group is None else group
     if dist.get_rank(group) == 0:
         ensure_database()
-        dataset = fo.load_dataset(name)
 
     dist.barrier()
-    if dist.get_rank(group) != 0:
-        dataset = fo.load_dataset(name)
 
-    return dataset
+    return fout.FiftyOneTorchDataset.distributed_init(name, group)
 
 
 def _exit_with_message(fn):
@@ -473,8 +465,7 @@ def embed_main(argv):
 
     rank, world = init_distributed(args.launcher)
     group = local_process_group()
-    _load_dataset(args.dataset, group)  # the database is up after this
-    dataset = fout.FiftyOneTorchDataset.distributed_init(args.dataset, group)
+    dataset = _load_dataset(args.dataset, group)
     net = build_model(
         args.model, num_classes=args.num_classes, checkpoint=args.checkpoint
     )

@@ -68,6 +68,30 @@ def resolve_view(dataset, spec, what, allow_none=False):
     return view
 
 
+def resolve_debug_train(dataset, names, debug_train=None):
+    """Returns the debug-train set: ``debug_train`` (as
+    :func:`resolve_view` takes it), else the saved view of the run that
+    ``names`` (a :class:`fiftyone_dcd.naming.RunNames`) describes; raises
+    ``ValueError`` unless it exists and carries the run's assigned labels.
+    """
+    if debug_train is None:
+        if names.debug_train_view not in dataset.list_saved_views():
+            raise ValueError(
+                "Dataset '%s' has no debug-train set of run '%s' (saved view "
+                "'%s'); run select_debug_train first, or pass debug_train"
+                % (dataset.name, names.run_key, names.debug_train_view)
+            )
+
+        debug_train = names.debug_train_view
+
+    debug_train = resolve_view(dataset, debug_train, "debug-train set")
+    check_label_field(
+        debug_train, names.assigned_label, "debug-train assigned"
+    )
+
+    return debug_train
+
+
 def check_media(samples, what):
     """Raises ``ValueError`` if image files of ``samples`` are missing,
     cannot be opened as images, or are too large to decode.
