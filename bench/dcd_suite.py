@@ -48,6 +48,7 @@ from fiftyone_dcd.selection import (
     label_selection,
     resolve_k_threshold,
     select_nearest,
+    training_targets,
 )
 from fiftyone_dcd.training import train_on_loader
 
@@ -85,6 +86,11 @@ DEFAULT_DCD = {
     "quantile": DEFAULT_QUANTILE,
     "rounds": 2,
 }
+
+
+#: the weight of each label of an image the label filter drops, in the
+#: variant that keeps them (``fiftyone_dcd.selection.soft_targets``)
+SOFT_WEIGHT = 0.3
 
 
 def _distractors(deploy):
@@ -170,9 +176,19 @@ class ArrayDataset(Dataset):
     items the training loop takes; flips at random when ``augment``.
     """
 
-    def __init__(self, x, y, preprocess, augment=False):
+    def __init__(self, x, y, preprocess, augment=False, weights=None):
         self.x = normalize(x, preprocess)
         self.y = torch.as_tensor(np.asarray(y, dtype=np.int64))
+        if weights is not None:
+            # weight * one-hot: cross-entropy with probability targets is
+            # the weighted loss
+            w = torch.as_tensor(np.asarray(weights, dtype=np.float32))
+            self.y = (
+                w[:, None]
+                * torch.nn.functional.one_hot(
+                    self.y, len(fmnist.CLASSES)
+                ).float()
+            )
         self.augment = augment
 
     def __len__(self):
@@ -207,9 +223,9 @@ def infer(net, x, batch_size=1024):
     return np.concatenate(feats), np.concatenate(preds)
 
 
-def train(net, x, y, epochs, lr, seed):
+def train(net, x, y, epochs, lr, seed, weights=None):
     loader = DataLoader(
-        ArrayDataset(x, y, get_preprocess(net), augment=True),
+        ArrayDataset(x, y, get_preprocess(net), augment=True, weights=weights),
         batch_size=128,
         shuffle=True,
         generator=torch.Generator().manual_seed(seed),
@@ -370,9 +386,14 @@ def select(data, feats, k=None, threshold=None, quantile=None, budget=None):
     return sel, chosen
 
 
-def added_images(data, sel, strategy, feats):
+def added_images(data, sel, strategy, feats, dropped_weight=None):
     """The pool rows DCD adds and their labels under ``strategy``, as the
     library labels them; purity is measured with the hidden true labels.
+
+    With ``dropped_weight``, the images the vote drops stay at that weight
+    (see :func:`fiftyone_dcd.selection.training_targets`): rows may then
+    repeat, the weights are returned in ``purity["weights"]`` (None when
+    all are 1) and label purity is weighted.
     """
     pool = data["pool"]
     labels, keep, info = label_selection(
@@ -383,26 +404,48 @@ def added_images(data, sel, strategy, feats):
         feats["pool"],
         pool["weak"],
     )
-    rows = sel.pool_index[keep]
-    labels = np.asarray(labels[keep], dtype=np.int64)
+    image, labels, weights = training_targets(
+        info["label_strategy"],
+        sel,
+        labels,
+        keep,
+        data["e_sample"]["y"],
+        feats["pool"],
+        pool["weak"],
+        dropped_weight=dropped_weight,
+    )
+    rows = sel.pool_index[image]
+    if np.all(weights == 1.0):
+        weights = None  # plain labels: the same loss, without soft targets
+
+    labels = np.asarray(labels, dtype=np.int64)
+    ok = labels == pool["y"][rows]
     purity = {
-        "num_added": int(len(rows)),
-        "shift_purity": _mean(pool["in_e"][rows]),
-        "label_purity": _mean(labels == pool["y"][rows]),
+        "num_added": int(len(np.unique(rows))),
+        "shift_purity": _mean(pool["in_e"][np.unique(rows)]),
+        "label_purity": (
+            _mean(ok) if weights is None else _weighted_mean(ok, weights)
+        ),
         "label_strategy": info["label_strategy"],
         "label_signal_accuracies": info["label_signal_accuracies"],
+        "weights": weights,
     }
 
     return rows, labels, purity
+
+
+def _weighted_mean(x, w):
+    return float(np.sum(w * x) / np.sum(w)) if np.sum(w) else float("nan")
 
 
 def _mean(x):
     return float(np.mean(x)) if len(x) else float("nan")
 
 
-def finetune_and_score(net, data, rows, labels, recipe, seed):
+def finetune_and_score(net, data, rows, labels, recipe, seed, weights=None):
     """Fine-tunes a copy of ``net`` on the replayed training images,
-    E_sample and the given pool rows; returns accuracies and times.
+    E_sample and the given pool rows (with ``weights``, each pool row's
+    loss weight); returns accuracies and times.
     """
     import copy
 
@@ -415,6 +458,8 @@ def finetune_and_score(net, data, rows, labels, recipe, seed):
         [train_set["x"][replay], e["x"], data["pool"]["x"][rows]]
     )
     y = np.concatenate([train_set["y"][replay], e["y"], labels])
+    if weights is not None:
+        weights = np.concatenate([np.ones(len(y) - len(rows)), weights])
     t0 = time.time()
     tuned = train(
         copy.deepcopy(net),
@@ -423,6 +468,7 @@ def finetune_and_score(net, data, rows, labels, recipe, seed):
         epochs=recipe["epochs"],
         lr=recipe["lr"],
         seed=seed,
+        weights=weights,
     )
     t1 = time.time()
     scores = score(tuned, data)
@@ -510,9 +556,10 @@ def run_methods(results, scenario, seed, methods, group):
             results.put(key, row)
             continue
 
-        extra = {}
+        extra, weights = {}, None
         if method == "DCD":
             sel, rows, labels, extra = dcd_selection(ctx, spec)
+            weights = extra.pop("weights")
             if "k" in spec.get("select", {}):
                 # per image, for the purity-vs-distance plot of the k
                 # ablation
@@ -530,7 +577,9 @@ def run_methods(results, scenario, seed, methods, group):
             rng = np.random.default_rng(seed + 7)
             rows = np.sort(
                 rng.choice(
-                    len(data["pool"]["x"]), len(dcd_rows), replace=False
+                    len(data["pool"]["x"]),
+                    len(np.unique(dcd_rows)),
+                    replace=False,
                 )
             )
             labels = data["pool"]["weak"][rows]
@@ -555,7 +604,9 @@ def run_methods(results, scenario, seed, methods, group):
         else:
             raise ValueError("Unknown method %r" % method)
 
-        row = finetune_and_score(net, data, rows, labels, recipe, seed)
+        row = finetune_and_score(
+            net, data, rows, labels, recipe, seed, weights=weights
+        )
         row.update(extra)
         row["total_s"] = time.time() - t0
         results.put(key, row)
@@ -648,7 +699,11 @@ def dcd_selection(ctx, spec):
     extra["select_s"] = time.time() - t
     extra["chosen"] = chosen
     rows, labels, purity = added_images(
-        data, sel, spec.get("strategy", "weak"), feats
+        data,
+        sel,
+        spec.get("strategy", "weak"),
+        feats,
+        dropped_weight=spec.get("dropped_weight"),
     )
     extra.update(purity)
 
@@ -657,7 +712,7 @@ def dcd_selection(ctx, spec):
 
 def _label(spec):
     parts = [spec["method"]]
-    for k in ("strategy", "quantile", "rounds", "features"):
+    for k in ("strategy", "quantile", "rounds", "features", "dropped_weight"):
         if k in spec:
             parts.append("%s=%s" % (k, spec[k]))
     for k in ("select", "recipe"):
@@ -682,6 +737,15 @@ def main_methods():
             {"method": "E_sample + random pool", "match": DEFAULT_DCD},
             {"method": "E_sample + all of F"},
             {"method": ORACLE},
+        ]
+        # the filter's dropped images kept at a lower weight, against a
+        # random pool of as many images
+        + [
+            _dcd(dropped_weight=SOFT_WEIGHT),
+            {
+                "method": "E_sample + random pool",
+                "match": _dcd(dropped_weight=SOFT_WEIGHT),
+            },
         ]
     )
 

@@ -582,6 +582,7 @@ def apply_dcd(
     budget=None,
     label_strategy=DEFAULT_LABEL_STRATEGY,
     quantile=None,
+    dropped_weight=None,
     rounds=2,
     epochs=2,
     lr=0.01,
@@ -668,6 +669,11 @@ def apply_dcd(
         quantile (None): for an automatic threshold, the share of E's own
             images it aims to reach; None is
             :data:`fiftyone_dcd.selection.DEFAULT_QUANTILE`
+        dropped_weight (None): with the vote strategy, also train on the
+            selected images whose weak label the vote contradicts, on both
+            labels at this weight in ``[0, 0.5]`` (see
+            :func:`fiftyone_dcd.steps.select_debug_train`; the benchmark
+            suite measures 0.3)
         rounds (2): 1 selects once, in the features of the model under
             debug (or ``embeddings_model``); 2 first fine-tunes a copy of
             the model on a first selection (the automatic threshold of
@@ -768,7 +774,12 @@ def apply_dcd(
         val.check_disjoint(errors, test, "error set", "test set")
 
     val.check_selection_params(
-        k, threshold, budget, label_strategy, quantile=quantile
+        k,
+        threshold,
+        budget,
+        label_strategy,
+        quantile=quantile,
+        dropped_weight=dropped_weight,
     )
     val.check_rounds(rounds)
 
@@ -940,6 +951,7 @@ def apply_dcd(
             budget=budget,
             label_strategy=label_strategy,
             quantile=quantile,
+            dropped_weight=dropped_weight,
             run_key=run_key,
             return_info=True,
         )
@@ -981,6 +993,8 @@ def apply_dcd(
             label_strategy_auto=chosen["label_strategy_auto"],
             label_signal_accuracies=chosen["label_signal_accuracies"],
             quantile=quantile,
+            dropped_weight=dropped_weight,
+            num_weighted=chosen["num_weighted"],
             rounds=rounds,
             first_round=first_round,
             selected_with=select_field,

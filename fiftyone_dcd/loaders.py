@@ -13,6 +13,13 @@ import fiftyone.utils.torch as fout
 
 logger = logging.getLogger(__name__)
 
+#: attributes of a ``Classification`` that make it a weighted target: the
+#: label's loss weight, and a second label with its own weight (written by
+#: the selection for images its label filter doubts)
+WEIGHT_ATTR = "dcd_weight"
+SECOND_LABEL_ATTR = "dcd_second_label"
+SECOND_WEIGHT_ATTR = "dcd_second_weight"
+
 
 class ImageGetItem(fout.GetItem):
     """Loads a sample's image as a normalized tensor, with its label index
@@ -25,10 +32,19 @@ class ImageGetItem(fout.GetItem):
         classes (None): the class list that maps labels to indices;
             required with ``label_field``
         augment (False): whether to flip images left-right at random
+        soft (False): whether labels are ``(num_classes,)`` float targets
+            carrying the label's weight and a second weighted label (see
+            :data:`WEIGHT_ATTR`), for a loader that mixes weighted and
+            plain parts; a missing weight is 1
     """
 
     def __init__(
-        self, preprocess, label_field=None, classes=None, augment=False
+        self,
+        preprocess,
+        label_field=None,
+        classes=None,
+        augment=False,
+        soft=False,
     ):
         self.label_field = label_field
         self.preprocess = dict(preprocess)
@@ -36,9 +52,13 @@ class ImageGetItem(fout.GetItem):
             {c: i for i, c in enumerate(classes)} if classes else None
         )
         self.augment = augment
+        self.soft = soft and label_field is not None
         mapping = {"filepath": "filepath", "id": "id"}
         if label_field is not None:
             mapping["label"] = label_field + ".label"
+        if self.soft:
+            for attr in (WEIGHT_ATTR, SECOND_LABEL_ATTR, SECOND_WEIGHT_ATTR):
+                mapping[attr] = "%s.%s" % (label_field, attr)
 
         super().__init__(field_mapping=mapping)
 
@@ -47,6 +67,8 @@ class ImageGetItem(fout.GetItem):
         keys = ["filepath", "id"]
         if self.label_field is not None:
             keys.append("label")
+        if self.soft:
+            keys += [WEIGHT_ATTR, SECOND_LABEL_ATTR, SECOND_WEIGHT_ATTR]
 
         return keys
 
@@ -59,10 +81,24 @@ class ImageGetItem(fout.GetItem):
             ),
             "ids": d["id"],
         }
-        if self.label_field is not None:
+        if self.soft:
+            item["labels"] = self._soft_target(d)
+        elif self.label_field is not None:
             item["labels"] = self.class_to_idx[d["label"]]
 
         return item
+
+    def _soft_target(self, d):
+        # weight x one-hot: cross-entropy with these probability targets
+        # is the weighted loss of each label
+        target = torch.zeros(len(self.class_to_idx))
+        w = d.get(WEIGHT_ATTR)
+        target[self.class_to_idx[d["label"]]] += 1.0 if w is None else w
+        second = d.get(SECOND_LABEL_ATTR)
+        if second is not None:
+            target[self.class_to_idx[second]] += d[SECOND_WEIGHT_ATTR]
+
+        return target
 
 
 def load_image(filepath, preprocess, flip=False):
@@ -104,17 +140,36 @@ def _to_8bit(img):
 
 
 def to_torch_dataset(
-    samples, preprocess, label_field=None, classes=None, augment=False
+    samples,
+    preprocess,
+    label_field=None,
+    classes=None,
+    augment=False,
+    soft=False,
 ):
     """Returns ``samples.to_torch(...)`` of :class:`ImageGetItem` items,
     with field values loaded up front so that workers never query the
     database.
     """
     get_item = ImageGetItem(
-        preprocess, label_field=label_field, classes=classes, augment=augment
+        preprocess,
+        label_field=label_field,
+        classes=classes,
+        augment=augment,
+        soft=soft,
     )
 
     return samples.to_torch(get_item, vectorize=True)
+
+
+def has_weights(samples, label_field):
+    """Whether any label of ``label_field`` carries a weight
+    (:data:`WEIGHT_ATTR`)."""
+    return bool(
+        label_field is not None
+        and len(samples)
+        and samples.count("%s.%s" % (label_field, WEIGHT_ATTR))
+    )
 
 
 def make_loader(
@@ -143,8 +198,11 @@ def make_loader(
 
     Returns:
         a ``torch.utils.data.DataLoader`` of dicts with ``inputs``, ``ids``
-        and, for labelled parts, ``labels``
+        and, for labelled parts, ``labels``: class indices, or float
+        targets of every part when a part's labels carry weights (see
+        :func:`has_weights`)
     """
+    soft = any(has_weights(samples, field) for samples, field in parts)
     datasets = [
         to_torch_dataset(
             samples,
@@ -152,6 +210,7 @@ def make_loader(
             label_field=field,
             classes=classes,
             augment=augment,
+            soft=soft,
         )
         for samples, field in parts
         if len(samples) > 0

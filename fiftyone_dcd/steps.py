@@ -22,6 +22,11 @@ from fiftyone_dcd.data.fashion_mnist import default_cache_dir
 from fiftyone_dcd.database import ensure_database
 from fiftyone_dcd.embeddings import compute_embeddings, load_embeddings
 from fiftyone_dcd.evaluation import accuracy, per_class_accuracy, predict
+from fiftyone_dcd.loaders import (
+    SECOND_LABEL_ATTR,
+    SECOND_WEIGHT_ATTR,
+    WEIGHT_ATTR,
+)
 from fiftyone_dcd.models import build_model
 from fiftyone_dcd.naming import RunNames
 from fiftyone_dcd.selection import (
@@ -29,6 +34,7 @@ from fiftyone_dcd.selection import (
     label_selection,
     resolve_k_threshold,
     select_nearest,
+    training_targets,
 )
 from fiftyone_dcd.training import save_weights, train_classifier
 
@@ -314,6 +320,7 @@ def select_debug_train(
     budget=None,
     label_strategy=DEFAULT_LABEL_STRATEGY,
     quantile=None,
+    dropped_weight=None,
     run_key="dcd",
     overwrite=False,
     return_info=False,
@@ -350,6 +357,13 @@ def select_debug_train(
         quantile (None): for an automatic threshold, the share of E's own
             images it aims to reach (default
             :data:`fiftyone_dcd.selection.DEFAULT_QUANTILE`)
+        dropped_weight (None): with the ``"vote"`` strategy, keep the
+            images whose weak label the vote contradicts, trained on their
+            weak label and on the vote's, each with this weight in
+            ``[0, 0.5]`` (see
+            :func:`fiftyone_dcd.selection.training_targets`); stored on
+            the assigned label as ``dcd_weight``, ``dcd_second_label`` and
+            ``dcd_second_weight``
         run_key ("dcd"): the run key
         overwrite (False): whether to replace this run's earlier selection
         return_info (False): whether to also return what was chosen
@@ -374,7 +388,12 @@ def select_debug_train(
     pool = val.resolve_view(dataset, pool, "pool")
     e_sample = val.resolve_view(dataset, e_sample, "E_sample")
     val.check_selection_params(
-        k, threshold, budget, label_strategy, quantile=quantile
+        k,
+        threshold,
+        budget,
+        label_strategy,
+        quantile=quantile,
+        dropped_weight=dropped_weight,
     )
     val.check_label_field(e_sample, label_field, "E_sample")
     val.check_label_field(pool, weak_label_field, "pool weak")
@@ -413,16 +432,23 @@ def select_debug_train(
     query_label = dict(zip(*e_sample.values(["id", label_field + ".label"])))
     found = [pool_ids[i] for i in sel.pool_index]
     queries = [query_ids[i] for i in sel.query_index]
+    q_labels = [query_label[q] for q in query_ids]
+    weak_labels = [weak[i] for i in pool_ids]
     labels, keep, strategy_info = label_selection(
-        label_strategy,
-        sel,
-        Q,
-        [query_label[q] for q in query_ids],
-        X,
-        [weak[i] for i in pool_ids],
+        label_strategy, sel, Q, q_labels, X, weak_labels
     )
     label_strategy = strategy_info["label_strategy"]
-    if not keep.any():
+    image, target, weight = training_targets(
+        label_strategy,
+        sel,
+        labels,
+        keep,
+        q_labels,
+        X,
+        weak_labels,
+        dropped_weight=dropped_weight,
+    )
+    if not len(image):
         hint = "raise k or the threshold"
         if label_strategy in ("agree", "vote"):
             hint += ", or use label_strategy='weak'"
@@ -437,7 +463,7 @@ def select_debug_train(
         clear_selection(dataset, names)
 
     with journal.writing(dataset, run_key, **out):
-        keep_idx = np.flatnonzero(keep)
+        keep_idx = np.unique(image)
         ids = [found[j] for j in keep_idx]
         dataset.set_values(
             names.distance,
@@ -451,17 +477,22 @@ def select_debug_train(
         )
         dataset.set_values(
             names.assigned_label,
-            {
-                ids[n]: fo.Classification(label=str(labels[j]))
-                for n, j in enumerate(keep_idx)
-            },
+            _assigned_labels(
+                found, image, target, weight, dropped_weight is not None
+            ),
             key_field="id",
         )
         dataset.select(ids).tag_samples(names.debug_train_tag)
         view = dataset.match_tags(names.debug_train_tag).sort_by(
             names.distance
         )
-        info = dict(chosen, num_selected=len(ids), **strategy_info)
+        info = dict(
+            chosen,
+            num_selected=len(ids),
+            num_weighted=int(np.sum(weight < 1.0)) // 2,
+            dropped_weight=dropped_weight,
+            **strategy_info,
+        )
         dataset.save_view(
             names.debug_train_view,
             view,
@@ -474,6 +505,26 @@ def select_debug_train(
     return (view, info) if return_info else view
 
 
+def _assigned_labels(found, image, target, weight, weighted):
+    """``{id: Classification}`` of the selected images from the
+    ``(image, label, weight)`` targets, where an image has its first label
+    and, if it has two, the second as ``dcd_second_label``; weights are
+    stored only for a weighted selection."""
+    out = {}
+    for j, label, w in zip(image, target, weight):
+        sid = found[j]
+        if sid not in out:
+            c = fo.Classification(label=str(label))
+            if weighted:
+                c[WEIGHT_ATTR] = float(w)
+            out[sid] = c
+        else:
+            out[sid][SECOND_LABEL_ATTR] = str(label)
+            out[sid][SECOND_WEIGHT_ATTR] = float(w)
+
+    return out
+
+
 def _describe_selection(info, label_strategy):
     text = "DCD debug-train: %d images, k=%d" % (
         info["num_selected"],
@@ -483,6 +534,11 @@ def _describe_selection(info, label_strategy):
         text += ", threshold %.4g" % info["threshold"]
 
     text += ", %s labels" % label_strategy
+    if info.get("num_weighted"):
+        text += ", %d images the vote doubts at weight %g" % (
+            info["num_weighted"],
+            info["dropped_weight"],
+        )
     auto = [a for a in (info["auto"], info.get("label_strategy_auto")) if a]
     if auto:
         text += " (chosen: %s)" % "; ".join(auto)

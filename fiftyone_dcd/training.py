@@ -18,7 +18,13 @@ from mmengine.model import BaseModel
 from mmengine.runner import Runner
 from torch.utils.data import DataLoader
 
-from fiftyone_dcd.loaders import make_loader
+from fiftyone_dcd.loaders import (
+    SECOND_LABEL_ATTR,
+    SECOND_WEIGHT_ATTR,
+    WEIGHT_ATTR,
+    has_weights,
+    make_loader,
+)
 from fiftyone_dcd.models import get_preprocess
 
 logger = logging.getLogger(__name__)
@@ -182,7 +188,7 @@ def train_classifier(
     )
     fingerprint = {
         "parts": [
-            _digest(samples.values(["id", field + ".label"]))
+            _digest(samples.values(_label_paths(samples, field)))
             for samples, field in parts
         ],
         "initial_weights": _digest_state(net),
@@ -308,6 +314,15 @@ def train_on_loader(
     net.eval()
 
     return net
+
+
+def _label_paths(samples, field):
+    paths = ["id", field + ".label"]
+    if has_weights(samples, field):
+        attrs = (WEIGHT_ATTR, SECOND_LABEL_ATTR, SECOND_WEIGHT_ATTR)
+        paths += ["%s.%s" % (field, a) for a in attrs]
+
+    return paths
 
 
 def _digest(obj):

@@ -256,6 +256,14 @@ def _selection_inputs(inputs):
         "whichever predicts E_sample's own labels better",
         view=types.DropdownView(),
     )
+    inputs.float(
+        "dropped_weight",
+        default=0.0,
+        label="Weight of doubted images",
+        description="vote only: also train, at this weight (0 to 0.5) on "
+        "both labels, on the selected images whose weak label the vote "
+        "contradicts; 0 drops them",
+    )
 
 
 def _selection_params(p):
@@ -264,6 +272,7 @@ def _selection_params(p):
         threshold=_none_if_zero(p.get("threshold")),
         budget=_none_if_zero(p.get("budget")),
         label_strategy=p.get("label_strategy", DEFAULT_LABEL_STRATEGY),
+        dropped_weight=_none_if_zero(p.get("dropped_weight")),
     )
 
 

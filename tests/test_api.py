@@ -455,3 +455,117 @@ def test_apply_dcd_chooses_the_threshold_from_e_sample(
     assert "chosen: threshold" in ds.get_saved_view_info(
         names.debug_train_view
     ).get("description", "")
+
+
+def test_vote_keeps_doubted_images_at_a_weight(
+    small_dataset, trained_checkpoint, tmp_path
+):
+    import torch
+    import torch.nn.functional as F
+
+    from fiftyone_dcd.embeddings import load_embeddings
+    from fiftyone_dcd.loaders import make_loader
+    from fiftyone_dcd.models import build_model, get_preprocess
+    from fiftyone_dcd.selection import majority_labels, select_nearest
+    from fiftyone_dcd.training import Classifier, train_classifier
+
+    ds = small_dataset
+    fiftyone_dcd.embed(
+        ds, "small_cnn", "dcd_w_embeddings", checkpoint=trained_checkpoint
+    )
+    pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
+    kw = dict(k=5, label_strategy="vote")
+    plain = fiftyone_dcd.select_debug_train(
+        pool, e_sample, "dcd_w_embeddings", run_key="dcd_v", **kw
+    )
+    view = fiftyone_dcd.select_debug_train(
+        pool,
+        e_sample,
+        "dcd_w_embeddings",
+        run_key="dcd_w",
+        dropped_weight=0.3,
+        **kw,
+    )
+
+    # the expected answer by brute force: every selected image, its weak
+    # label and the majority weak label of its 20 nearest other pool images
+    pool_ids, X = load_embeddings(pool, "dcd_w_embeddings")
+    _, Q = load_embeddings(e_sample, "dcd_w_embeddings")
+    weak = dict(zip(*pool.values(["id", "weak_label.label"])))
+    w = np.array([weak[i] for i in pool_ids], dtype=object)
+    rows = select_nearest(Q, X, 5).pool_index
+    d = np.linalg.norm(X[rows, None, :] - X[None, :, :], axis=2)
+    d[np.arange(len(rows)), rows] = np.inf
+    votes = majority_labels(w[np.argsort(d, axis=1, kind="stable")[:, :20]])
+    kept = {pool_ids[r] for r, v in zip(rows, votes) if w[r] == v}
+    doubted = {pool_ids[r]: v for r, v in zip(rows, votes) if w[r] != v}
+    assert kept and doubted
+    assert set(plain.values("id")) == kept
+    assert set(view.values("id")) == kept | set(doubted)
+
+    names = RunNames("dcd_w")
+    for sid, label in zip(*view.values(["id", names.assigned_label])):
+        assert label.label == weak[sid]
+        if sid in kept:
+            assert label["dcd_weight"] == 1.0
+            assert not label.has_field("dcd_second_label")
+        else:
+            assert label["dcd_weight"] == pytest.approx(0.3)
+            assert label["dcd_second_label"] == doubted[sid]
+            assert label["dcd_second_weight"] == pytest.approx(0.3)
+
+    # the loader's targets: weighted labels for debug-train, one-hot for
+    # E_sample; the loss is each label's cross-entropy times its weight
+    classes = ds.default_classes
+    net = build_model("small_cnn", len(classes))
+    loader = make_loader(
+        [(view, names.assigned_label), (e_sample, "ground_truth")],
+        get_preprocess(net),
+        classes=classes,
+        batch_size=len(view) + len(e_sample),
+    )
+    batch = next(iter(loader))
+    targets = dict(zip(batch["ids"], batch["labels"]))
+    c = {name: i for i, name in enumerate(classes)}
+    for sid in list(doubted)[:3] + list(kept)[:3]:
+        expected = torch.zeros(len(classes))
+        if sid in doubted:
+            expected[c[weak[sid]]] += 0.3
+            expected[c[doubted[sid]]] += 0.3
+        else:
+            expected[c[weak[sid]]] = 1.0
+        assert torch.equal(targets[sid], expected)
+    gt = dict(zip(*e_sample.values(["id", "ground_truth.label"])))
+    for sid, label in gt.items():
+        assert targets[sid].tolist() == [float(n == label) for n in classes]
+
+    logits = torch.randn(4, len(classes))
+    first, second = torch.tensor([1, 2, 3, 4]), torch.tensor([5, 6, 7, 8])
+    soft = torch.zeros(4, len(classes))
+    soft[range(4), first] = torch.tensor([1.0, 0.3, 1.0, 0.3])
+    soft[range(4), second] += torch.tensor([0.0, 0.3, 0.0, 0.3])
+    by_hand = (
+        F.cross_entropy(logits, first, reduction="none")
+        * torch.tensor([1.0, 0.3, 1.0, 0.3])
+        + F.cross_entropy(logits, second, reduction="none")
+        * torch.tensor([0.0, 0.3, 0.0, 0.3])
+    ).mean()
+    model = Classifier(torch.nn.Identity())
+    loss = model(logits, soft, mode="loss")["loss"]
+    assert loss.item() == pytest.approx(by_hand.item(), rel=1e-6)
+
+    # fine-tuning on the weighted parts runs and moves the weights
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    train_classifier(
+        net,
+        [(view, names.assigned_label), (e_sample, "ground_truth")],
+        classes,
+        str(tmp_path / "work"),
+        epochs=1,
+        lr=0.01,
+    )
+    moved = max(
+        (net.state_dict()[k].float() - v.float()).abs().max().item()
+        for k, v in start.items()
+    )
+    assert moved > 1e-3

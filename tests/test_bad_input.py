@@ -86,6 +86,18 @@ CASES = [
         "quantile must be in (0, 1]",
     ),
     (
+        "weight of doubted images out of range",
+        dict(dropped_weight=0.8),
+        None,
+        "dropped_weight must be in [0, 0.5]",
+    ),
+    (
+        "weight of doubted images without the vote",
+        dict(label_strategy="weak", dropped_weight=0.3),
+        None,
+        "dropped_weight applies to the 'vote' label strategy",
+    ),
+    (
         "unknown label strategy",
         dict(label_strategy="majority"),
         None,

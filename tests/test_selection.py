@@ -10,6 +10,7 @@ from fiftyone_dcd.selection import (
     assign_labels,
     auto_threshold,
     choose_label_strategy,
+    filter_signal,
     knn,
     label_selection,
     label_signal_accuracies,
@@ -18,6 +19,7 @@ from fiftyone_dcd.selection import (
     neighbor_vote,
     resolve_k_threshold,
     select_nearest,
+    soft_targets,
 )
 
 
@@ -268,3 +270,36 @@ def test_label_selection_passes_other_strategies_through():
         assert info["label_strategy"] == strategy
         assert info["label_signal_accuracies"] is None
         assert keep.sum() == n_kept
+
+
+def test_filter_signal_is_the_vote_or_the_query_label():
+    pool, weak = _two_clusters(["a"] * 3 + ["b"] + ["a"] * 6)
+    queries, query_labels = _line([0.2, 100.2]), ["q1", "q2"]
+    sel = select_nearest(queries, pool, k=10)
+    vote = filter_signal("vote", sel, query_labels, pool, weak, 3)
+    # each row's 3 nearest other rows: "a" in the first cluster, "b" in
+    # the second, whatever the row's own weak label
+    expected = np.where(sel.pool_index < 10, "a", "b")
+    assert vote.tolist() == expected.tolist()
+    agree = filter_signal("agree", sel, query_labels, pool, weak)
+    assert agree.tolist() == np.where(sel.pool_index < 10, "q1", "q2").tolist()
+    with pytest.raises(ValueError, match="'vote' and 'agree'"):
+        filter_signal("weak", sel, query_labels, pool, weak)
+
+
+def test_soft_targets_weights_dropped_labels():
+    weak = np.array(["a", "b", "c", "d"], dtype=object)
+    signal = np.array(["a", "x", "c", "y"], dtype=object)
+    keep = weak == signal
+    image, label, weight = soft_targets(weak, signal, keep, 0.3)
+    # kept images once at weight 1, then each dropped image's weak label,
+    # then its signal label, at 0.3
+    assert image.tolist() == [0, 2, 1, 3, 1, 3]
+    assert label.tolist() == ["a", "c", "b", "d", "x", "y"]
+    np.testing.assert_allclose(weight, [1, 1, 0.3, 0.3, 0.3, 0.3])
+    # weight 0 is the filter itself
+    image, label, weight = soft_targets(weak, signal, keep, 0.0)
+    assert image.tolist() == [0, 2] and weight.tolist() == [1.0, 1.0]
+    for bad in (-0.1, 0.6):
+        with pytest.raises(ValueError, match=r"\[0, 0.5\]"):
+            soft_targets(weak, signal, keep, bad)
