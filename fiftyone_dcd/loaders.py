@@ -11,6 +11,8 @@ from torch.utils.data import ConcatDataset, DataLoader
 
 import fiftyone.utils.torch as fout
 
+from fiftyone_dcd.naming import is_assigned_label_field
+
 logger = logging.getLogger(__name__)
 
 #: attributes of a ``Classification`` that make it a weighted target: the
@@ -35,7 +37,8 @@ class ImageGetItem(fout.GetItem):
         soft (False): whether labels are ``(num_classes,)`` float targets
             carrying the label's weight and a second weighted label (see
             :data:`WEIGHT_ATTR`), for a loader that mixes weighted and
-            plain parts; a missing weight is 1
+            plain parts; a missing weight is 1, and weights are read only
+            from a run's assigned-label field
     """
 
     def __init__(
@@ -53,10 +56,13 @@ class ImageGetItem(fout.GetItem):
         )
         self.augment = augment
         self.soft = soft and label_field is not None
+        # weights are read only from a run's assigned labels, never from
+        # attributes of these names on a user's own labels
+        self.read_weights = self.soft and is_assigned_label_field(label_field)
         mapping = {"filepath": "filepath", "id": "id"}
         if label_field is not None:
             mapping["label"] = label_field + ".label"
-        if self.soft:
+        if self.read_weights:
             for attr in (WEIGHT_ATTR, SECOND_LABEL_ATTR, SECOND_WEIGHT_ATTR):
                 mapping[attr] = "%s.%s" % (label_field, attr)
 
@@ -67,7 +73,7 @@ class ImageGetItem(fout.GetItem):
         keys = ["filepath", "id"]
         if self.label_field is not None:
             keys.append("label")
-        if self.soft:
+        if self.read_weights:
             keys += [WEIGHT_ATTR, SECOND_LABEL_ATTR, SECOND_WEIGHT_ATTR]
 
         return keys
@@ -163,10 +169,12 @@ def to_torch_dataset(
 
 
 def has_weights(samples, label_field):
-    """Whether any label of ``label_field`` carries a weight
-    (:data:`WEIGHT_ATTR`)."""
+    """Whether ``label_field`` is a run's assigned-label field and any of
+    its labels carries a weight (:data:`WEIGHT_ATTR`); attributes of that
+    name on other fields, such as a user's own labels, are not read."""
     return bool(
         label_field is not None
+        and is_assigned_label_field(label_field)
         and len(samples)
         and samples.count("%s.%s" % (label_field, WEIGHT_ATTR))
     )

@@ -30,6 +30,17 @@ def field_prefix(run_key):
     return "dcd" if run_key == "dcd" else "dcd_" + run_key
 
 
+ASSIGNED_LABEL_SUFFIX = "_assigned_label"
+
+
+def is_assigned_label_field(name):
+    """Whether ``name`` is a run's assigned-label field (see
+    :class:`RunNames`), the only labels whose weights training reads."""
+    return name == "dcd" + ASSIGNED_LABEL_SUFFIX or (
+        name.startswith("dcd_") and name.endswith(ASSIGNED_LABEL_SUFFIX)
+    )
+
+
 class RunNames(object):
     """The names a DCD run with key ``run_key`` writes.
 
@@ -55,7 +66,7 @@ class RunNames(object):
         self.pred_after = p + "_pred_after"
         self.distance = p + "_distance"
         self.query_id = p + "_query_id"
-        self.assigned_label = p + "_assigned_label"
+        self.assigned_label = p + ASSIGNED_LABEL_SUFFIX
         self.error_tag = "dcd:%s:error" % run_key
         self.e_sample_tag = "dcd:%s:e_sample" % run_key
         self.heldout_tag = "dcd:%s:heldout" % run_key

@@ -59,6 +59,8 @@ def summarize_run(dataset, run_key=None):
                 "label_strategy",
                 "label_strategy_used",
                 "label_strategy_auto",
+                "dropped_weight",
+                "num_weighted",
                 "rounds",
             )
         },
@@ -140,6 +142,12 @@ def summary_markdown(summary):
             "-" if sel.get("threshold") is None else "%.4g" % sel["threshold"],
             sel.get("label_strategy_used") or sel.get("label_strategy"),
             sel.get("rounds"),
+        )
+
+    if sel.get("num_weighted"):
+        lines[0] += "; %d of them doubted by the vote, at weight %g" % (
+            sel["num_weighted"],
+            sel["dropped_weight"],
         )
 
     auto = [

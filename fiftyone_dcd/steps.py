@@ -13,6 +13,7 @@ import logging
 import os
 
 import numpy as np
+import torch
 
 import fiftyone as fo
 
@@ -105,7 +106,11 @@ def train_model(
     val.check_media(samples, "training set")
     classes = get_classes(dataset, classes, samples, label_field)
     val.check_classes(samples, label_field, classes, "training set")
-    net = load_model(model, classes)
+    # the seed covers the initial weights too, without touching the
+    # caller's random state
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        net = load_model(model, classes)
     work_dir = work_dir or default_work_dir(dataset, "model")
     train_classifier(
         net,
@@ -438,6 +443,8 @@ def select_debug_train(
         label_strategy, sel, Q, q_labels, X, weak_labels
     )
     label_strategy = strategy_info["label_strategy"]
+    # 0 keeps nothing more than the filter, and only the vote is weighted
+    weighted = bool(dropped_weight) and label_strategy == "vote"
     image, target, weight = training_targets(
         label_strategy,
         sel,
@@ -446,7 +453,7 @@ def select_debug_train(
         q_labels,
         X,
         weak_labels,
-        dropped_weight=dropped_weight,
+        dropped_weight=dropped_weight if weighted else None,
     )
     if not len(image):
         hint = "raise k or the threshold"
@@ -477,9 +484,7 @@ def select_debug_train(
         )
         dataset.set_values(
             names.assigned_label,
-            _assigned_labels(
-                found, image, target, weight, dropped_weight is not None
-            ),
+            _assigned_labels(found, image, target, weight, weighted),
             key_field="id",
         )
         dataset.select(ids).tag_samples(names.debug_train_tag)
@@ -538,6 +543,10 @@ def _describe_selection(info, label_strategy):
         text += ", %d images the vote doubts at weight %g" % (
             info["num_weighted"],
             info["dropped_weight"],
+        )
+    elif info.get("dropped_weight") and label_strategy != "vote":
+        text += " (dropped_weight %g unused: it applies to vote labels)" % (
+            info["dropped_weight"]
         )
     auto = [a for a in (info["auto"], info.get("label_strategy_auto")) if a]
     if auto:

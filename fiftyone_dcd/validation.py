@@ -405,25 +405,6 @@ def check_selection_params(
     k, threshold, budget, label_strategy, quantile=None, dropped_weight=None
 ):
     """Raises ``ValueError`` for selection parameters out of range."""
-    if dropped_weight is not None:
-        if not (
-            isinstance(dropped_weight, numbers.Real)
-            and not isinstance(dropped_weight, bool)
-            and 0 <= dropped_weight <= 0.5
-        ):
-            raise ValueError(
-                "dropped_weight must be in [0, 0.5] (the weight of each "
-                "label of an image the vote doubts) or None, got %r"
-                % (dropped_weight,)
-            )
-
-        if label_strategy not in ("vote", "auto"):
-            raise ValueError(
-                "dropped_weight applies to the 'vote' label strategy (and "
-                "to 'auto' when it picks vote), not %r; drop it or use "
-                "label_strategy='vote'" % (label_strategy,)
-            )
-
     if k is not None and (not _is_int(k) or k < 1):
         raise ValueError(
             "k must be an integer >= 1, or None to choose it from E_sample; "
@@ -461,6 +442,25 @@ def check_selection_params(
             "Unknown label strategy %r; use one of %s"
             % (label_strategy, LABEL_STRATEGIES)
         )
+
+    if dropped_weight is not None:
+        if not (
+            isinstance(dropped_weight, numbers.Real)
+            and not isinstance(dropped_weight, bool)
+            and 0 <= dropped_weight <= 0.5
+        ):
+            raise ValueError(
+                "dropped_weight must be a number in [0, 0.5] (the weight of "
+                "each label of an image the vote doubts; 0 or None keeps "
+                "none), got %r" % (dropped_weight,)
+            )
+
+        if dropped_weight and label_strategy not in ("vote", "auto"):
+            raise ValueError(
+                "dropped_weight applies to the 'vote' label strategy (and "
+                "to 'auto' when it picks vote), not %r; set it to 0 or "
+                "None, or use label_strategy='vote'" % (label_strategy,)
+            )
 
 
 def check_work_dir(work_dir):

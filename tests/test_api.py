@@ -515,7 +515,12 @@ def test_vote_keeps_doubted_images_at_a_weight(
             assert label["dcd_second_weight"] == pytest.approx(0.3)
 
     # the loader's targets: weighted labels for debug-train, one-hot for
-    # E_sample; the loss is each label's cross-entropy times its weight
+    # E_sample, whose own labels' attributes of the same names are not
+    # read; the loss is each label's cross-entropy times its weight
+    own = e_sample.first()
+    own["ground_truth"]["dcd_weight"] = 0.0
+    own["ground_truth"]["dcd_second_label"] = "no such class"
+    own.save()
     classes = ds.default_classes
     net = build_model("small_cnn", len(classes))
     loader = make_loader(
@@ -569,3 +574,18 @@ def test_vote_keeps_doubted_images_at_a_weight(
         for k, v in start.items()
     )
     assert moved > 1e-3
+
+
+def test_train_model_is_reproducible_from_its_seed(small_dataset, tmp_path):
+    import torch
+
+    train = small_dataset.match_tags("train")
+    nets = [
+        fiftyone_dcd.train_model(
+            train, epochs=1, seed=seed, work_dir=str(tmp_path / str(n))
+        )[0]
+        for n, seed in enumerate((3, 3, 4))
+    ]
+    a, b, c = (n.state_dict() for n in nets)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)

@@ -89,7 +89,7 @@ CASES = [
         "weight of doubted images out of range",
         dict(dropped_weight=0.8),
         None,
-        "dropped_weight must be in [0, 0.5]",
+        "dropped_weight must be a number in [0, 0.5]",
     ),
     (
         "weight of doubted images without the vote",
