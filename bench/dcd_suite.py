@@ -14,8 +14,8 @@ images and labels the demo writes (``load_scenario_arrays``), the same
 selection and labelling code, and the same mmengine fine-tuning recipe
 (``train_on_loader``); what it leaves out is the dataset plumbing, which
 the tests cover. The model under debug is ``SmallCNN(width=16)``, a
-quarter of the demo's compute, so that the suite (~250 fine-tunes) fits in
-about an hour on two CPU cores.
+quarter of the demo's compute, so that the suite (~350 fine-tunes) fits in
+about two hours on two CPU cores.
 
 Usage::
 
@@ -41,6 +41,7 @@ from fiftyone_dcd.data.scenario import load_scenario_arrays, scenario_config
 from fiftyone_dcd.data.shifts import SHIFTS
 from fiftyone_dcd.models import SmallCNN, forward_both, get_preprocess
 from fiftyone_dcd.selection import (
+    DEFAULT_DROPPED_WEIGHT,
     DEFAULT_LABEL_STRATEGY,
     DEFAULT_QUANTILE,
     FIRST_ROUND_QUANTILE,
@@ -79,18 +80,18 @@ BASELINES = ("E_sample only", "E_sample + random pool", "E_sample + all of F")
 ORACLE = "oracle: every E image of F, true labels"
 STRATEGIES = LABEL_STRATEGIES
 
+#: the weight of each label of an image the vote doubts
+#: (``fiftyone_dcd.selection.soft_targets``), the library's default
+SOFT_WEIGHT = DEFAULT_DROPPED_WEIGHT
+
 #: the DCD settings the ablations vary from, and whose selection size the
-#: random baseline matches
+#: random baseline matches: the library's defaults
 DEFAULT_DCD = {
     "strategy": DEFAULT_LABEL_STRATEGY,
     "quantile": DEFAULT_QUANTILE,
     "rounds": 2,
+    "dropped_weight": SOFT_WEIGHT,
 }
-
-
-#: the weight of each label of an image the label filter drops, in the
-#: variant that keeps them (``fiftyone_dcd.selection.soft_targets``)
-SOFT_WEIGHT = 0.3
 
 
 def _distractors(deploy):
@@ -666,7 +667,10 @@ def dcd_selection(ctx, spec):
         if first not in ctx["nets"]:
             t = time.time()
             sel1, _ = select(data, feats, quantile=FIRST_ROUND_QUANTILE)
-            rows1, _, _ = added_images(data, sel1, strategy1, feats)
+            # round 1 trains on the images the filter keeps, as the library
+            rows1, _, _ = added_images(
+                data, sel1, strategy1, feats, dropped_weight=0
+            )
             labels1 = data["pool"]["weak"][rows1]
             x = np.concatenate(
                 [
@@ -703,7 +707,8 @@ def dcd_selection(ctx, spec):
         sel,
         spec.get("strategy", "weak"),
         feats,
-        dropped_weight=spec.get("dropped_weight"),
+        # a spec without the key drops what the filter doubts
+        dropped_weight=spec.get("dropped_weight", 0),
     )
     extra.update(purity)
 
@@ -722,29 +727,37 @@ def _label(spec):
 
 
 def _dcd(**over):
-    return dict({"method": "DCD"}, **dict(DEFAULT_DCD, **over))
+    """A DCD spec: :data:`DEFAULT_DCD` with ``over``; a setting given as
+    None is left out (no dropped_weight: the filter's doubted images are
+    dropped)."""
+    spec = dict({"method": "DCD"}, **dict(DEFAULT_DCD, **over))
+    return {k: v for k, v in spec.items() if v is not None}
+
+
+def _settings(spec):
+    return {k: v for k, v in spec.items() if k != "method"}
+
+
+#: the default without the doubted images: the filter alone
+FILTER_ONLY = _dcd(dropped_weight=None)
 
 
 def main_methods():
     return (
         [{"method": "before"}]
-        # each strategy in one round; two rounds for the default only, as
-        # its one-round row shows what the second round adds
-        + [_dcd(strategy=s, rounds=1) for s in STRATEGIES]
-        + [_dcd()]
+        # each strategy in one round, as a filter; two rounds for the
+        # default, and the default without the doubted images
+        + [_dcd(strategy=s, rounds=1, dropped_weight=None) for s in STRATEGIES]
+        + [FILTER_ONLY, _dcd()]
         + [
             {"method": "E_sample only"},
-            {"method": "E_sample + random pool", "match": DEFAULT_DCD},
+            {"method": "E_sample + random pool", "match": _dcd()},
             {"method": "E_sample + all of F"},
             {"method": ORACLE},
-        ]
-        # the filter's dropped images kept at a lower weight, against a
-        # random pool of as many images
-        + [
-            _dcd(dropped_weight=SOFT_WEIGHT),
+            # each variant against a random pool of as many images
             {
                 "method": "E_sample + random pool",
-                "match": _dcd(dropped_weight=SOFT_WEIGHT),
+                "match": _settings(FILTER_ONLY),
             },
         ]
     )
@@ -753,7 +766,8 @@ def main_methods():
 def ablation_methods():
     """Method specs of the ablations, all on the default scenario; each
     changes one setting of :data:`DEFAULT_DCD`."""
-    out = [_dcd(rounds=1, strategy="weak", quantile=0.5)]  # near the paper
+    # near the paper
+    out = [_dcd(rounds=1, strategy="weak", quantile=0.5, dropped_weight=None)]
     for f in ("other_data", "untrained"):
         out.append(_dcd(features=f))
     for k in (10, 20, 50, 100):

@@ -20,7 +20,7 @@ from fiftyone_dcd.evaluation import format_table, predict
 from fiftyone_dcd.models import check_model_spec
 from fiftyone_dcd.naming import RunNames, check_run_key
 from fiftyone_dcd import journal
-from fiftyone_dcd.runs import clear_run, save_run
+from fiftyone_dcd.runs import clear_run, load_run, save_run
 from fiftyone_dcd.selection import (
     DEFAULT_LABEL_STRATEGY,
     FIRST_ROUND_QUANTILE,
@@ -396,6 +396,27 @@ def _check_common(
     return train, test, pool, classes, baselines
 
 
+#: what a run's config records of how its debug-train set was selected
+SELECTION_SETTINGS = (
+    "embeddings_model",
+    "embeddings_field",
+    "k",
+    "threshold",
+    "chosen_automatically",
+    "budget",
+    "label_strategy",
+    "label_strategy_used",
+    "label_strategy_auto",
+    "label_signal_accuracies",
+    "quantile",
+    "dropped_weight",
+    "num_weighted",
+    "rounds",
+    "first_round",
+    "selected_with",
+)
+
+
 def finetune_dcd(
     samples,
     model,
@@ -428,7 +449,9 @@ def finetune_dcd(
     baselines the same way, and stores the report as the run ``run_key``.
 
     Arguments are as for :func:`apply_dcd`; ``debug_train`` defaults to the
-    saved view ``<prefix>_debug_train`` of the run.
+    saved view ``<prefix>_debug_train`` of the run. Fine-tuning a run again
+    (``overwrite=True``) on that view keeps what the run's config recorded
+    of its selection (:data:`SELECTION_SETTINGS`).
 
     Returns:
         the result dict described in :func:`apply_dcd`
@@ -441,6 +464,7 @@ def finetune_dcd(
     journal.recover(dataset, run_key)
     heldout = val.resolve_view(dataset, heldout, "debug-heldout set")
     e_sample = val.resolve_view(dataset, e_sample, "E_sample")
+    debug_train_arg = debug_train
     debug_train = val.resolve_debug_train(dataset, names, debug_train)
     val.check_work_dir(work_dir)
     train, test, pool, classes, baselines = _check_common(
@@ -471,6 +495,14 @@ def finetune_dcd(
     work_dir = work_dir or default_work_dir(dataset, run_key)
     # a failure removes what fine-tuning wrote; the selection stays
     new_run = run_key not in dataset.list_runs()
+    # fine-tuning again on the run's own selection keeps its record
+    earlier = {}
+    if not new_run and debug_train_arg is None:
+        earlier = {
+            k: v
+            for k, v in load_run(dataset, run_key)[0].items()
+            if k in SELECTION_SETTINGS
+        }
     with journal.writing(
         dataset, run_key, fields=[names.pred_after], run=new_run
     ):
@@ -495,6 +527,7 @@ def finetune_dcd(
             say,
         )
         config = dict(
+            earlier,
             method="dcd",
             model=_describe(model),
             checkpoint=checkpoint,
@@ -669,11 +702,12 @@ def apply_dcd(
         quantile (None): for an automatic threshold, the share of E's own
             images it aims to reach; None is
             :data:`fiftyone_dcd.selection.DEFAULT_QUANTILE`
-        dropped_weight (None): with the vote strategy, also train on the
+        dropped_weight (None): with vote labels, also train on the
             selected images whose weak label the vote contradicts, on both
             labels at this weight in ``[0, 0.5]`` (see
-            :func:`fiftyone_dcd.steps.select_debug_train`; the benchmark
-            suite measures 0.3)
+            :func:`fiftyone_dcd.steps.select_debug_train`); None is
+            :data:`fiftyone_dcd.selection.DEFAULT_DROPPED_WEIGHT`, 0 drops
+            them
         rounds (2): 1 selects once, in the features of the model under
             debug (or ``embeddings_model``); 2 first fine-tunes a copy of
             the model on a first selection (the automatic threshold of
@@ -969,9 +1003,14 @@ def apply_dcd(
             say,
             predictions=preds,
         )
-        rows[1]["method"] = "DCD (%s%s)" % (
+        rows[1]["method"] = "DCD (%s%s%s)" % (
             _strategy_name(label_strategy, chosen["label_strategy"]),
             ", 2 rounds" if rounds == 2 else "",
+            (
+                ", doubted x%g" % chosen["dropped_weight"]
+                if chosen["num_weighted"]
+                else ""
+            ),
         )
         per_class[rows[1]["method"]] = per_class.pop("DCD")
         timings.update(more)
@@ -993,7 +1032,7 @@ def apply_dcd(
             label_strategy_auto=chosen["label_strategy_auto"],
             label_signal_accuracies=chosen["label_signal_accuracies"],
             quantile=quantile,
-            dropped_weight=dropped_weight,
+            dropped_weight=chosen["dropped_weight"],
             num_weighted=chosen["num_weighted"],
             rounds=rounds,
             first_round=first_round,

@@ -11,6 +11,7 @@ import sys
 
 from fiftyone_dcd.data.noise import NOISE_TYPES
 from fiftyone_dcd.selection import (
+    DEFAULT_DROPPED_WEIGHT,
     DEFAULT_LABEL_STRATEGY,
     LABEL_STRATEGIES,
 )
@@ -68,6 +69,7 @@ def _demo(args):
             seed=args.seed,
             k=args.k,
             label_strategy=args.label_strategy,
+            dropped_weight=args.dropped_weight,
             rounds=args.rounds,
             epochs=args.epochs,
             num_workers=args.num_workers,
@@ -145,6 +147,14 @@ def main(argv=None):
         default=DEFAULT_LABEL_STRATEGY,
         choices=LABEL_STRATEGIES,
         help="how selected pool images are labelled (default: %(default)s)",
+    )
+    p.add_argument(
+        "--dropped-weight",
+        type=float,
+        default=None,
+        help="with vote labels, the weight (0-0.5) of each of the two "
+        "labels of an image the vote doubts; 0 drops them (default: %g)"
+        % DEFAULT_DROPPED_WEIGHT,
     )
     p.add_argument(
         "--rounds",

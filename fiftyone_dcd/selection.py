@@ -22,6 +22,11 @@ DEFAULT_LABEL_STRATEGY = "auto"
 #: pool neighbours whose weak labels vote under the ``"vote"`` strategy
 DEFAULT_NUM_NEIGHBORS = 20
 
+#: under ``"vote"`` labels, the weight of each label of an image the vote
+#: doubts (see :func:`soft_targets`); measured best of the weights tried
+#: in the benchmark suite (``bench/dcd_suite.py``)
+DEFAULT_DROPPED_WEIGHT = 0.3
+
 #: pool rows searched at a time: converted to float32 one block at a
 #: time, so a float16 or memory-mapped pool is never copied whole
 DEFAULT_BLOCK_SIZE = 65536
@@ -708,6 +713,20 @@ def soft_targets(weak_labels, signal_labels, keep, dropped_weight):
     return image, label, weight
 
 
+def resolve_dropped_weight(dropped_weight, strategy):
+    """The weight :func:`training_targets` gives each label of an image
+    the vote doubts: ``dropped_weight``, or :data:`DEFAULT_DROPPED_WEIGHT`
+    when it is None, under the ``"vote"`` strategy; None (nothing weighted)
+    under other strategies or for a weight of 0.
+    """
+    if strategy != "vote":
+        return None
+
+    w = DEFAULT_DROPPED_WEIGHT if dropped_weight is None else dropped_weight
+
+    return float(w) if w else None
+
+
 def training_targets(
     strategy,
     selection,
@@ -722,9 +741,10 @@ def training_targets(
     """The ``(image, label, weight)`` training targets of a labelled
     selection (see :func:`label_selection`).
 
-    Without ``dropped_weight``, the kept images with their labels at
-    weight 1. With it and the ``"vote"`` strategy, the images the vote
-    drops stay too, see :func:`soft_targets`. Other strategies ignore it:
+    Under the ``"vote"`` strategy, the images the vote drops stay too, at
+    ``dropped_weight`` (None: :data:`DEFAULT_DROPPED_WEIGHT`; 0 drops
+    them), see :func:`soft_targets`; else the kept images with their
+    labels at weight 1. Other strategies ignore the weight:
     under ``"agree"`` the second label would be a single E_sample image's,
     which moves the decision boundary for everything near that image
     (measured in the benchmark suite: test accuracy 1.6 points lower).
@@ -735,7 +755,7 @@ def training_targets(
         labels, keep: what :func:`label_selection` returned
         query_labels, pool, pool_labels: as for :func:`label_selection`
         dropped_weight (None): the weight of each label of a dropped
-            image, in ``[0, 0.5]``
+            image, in ``[0, 0.5]``; None is the default
         num_neighbors (20): the voting neighbours
 
     Returns:
@@ -743,7 +763,8 @@ def training_targets(
         selection
     """
     keep = np.asarray(keep, dtype=bool)
-    if dropped_weight is None or strategy != "vote":
+    dropped_weight = resolve_dropped_weight(dropped_weight, strategy)
+    if dropped_weight is None:
         kept = np.flatnonzero(keep)
         return kept, np.asarray(labels, dtype=object)[kept], np.ones(len(kept))
 

@@ -33,6 +33,7 @@ from fiftyone_dcd.naming import RunNames
 from fiftyone_dcd.selection import (
     DEFAULT_LABEL_STRATEGY,
     label_selection,
+    resolve_dropped_weight,
     resolve_k_threshold,
     select_nearest,
     training_targets,
@@ -362,13 +363,14 @@ def select_debug_train(
         quantile (None): for an automatic threshold, the share of E's own
             images it aims to reach (default
             :data:`fiftyone_dcd.selection.DEFAULT_QUANTILE`)
-        dropped_weight (None): with the ``"vote"`` strategy, keep the
-            images whose weak label the vote contradicts, trained on their
+        dropped_weight (None): with the ``"vote"`` strategy, the images
+            whose weak label the vote contradicts stay, trained on their
             weak label and on the vote's, each with this weight in
             ``[0, 0.5]`` (see
-            :func:`fiftyone_dcd.selection.training_targets`); stored on
-            the assigned label as ``dcd_weight``, ``dcd_second_label`` and
-            ``dcd_second_weight``
+            :func:`fiftyone_dcd.selection.training_targets`); None is
+            :data:`fiftyone_dcd.selection.DEFAULT_DROPPED_WEIGHT`, 0 drops
+            them. Stored on the assigned label as ``dcd_weight``,
+            ``dcd_second_label`` and ``dcd_second_weight``
         run_key ("dcd"): the run key
         overwrite (False): whether to replace this run's earlier selection
         return_info (False): whether to also return what was chosen
@@ -443,8 +445,9 @@ def select_debug_train(
         label_strategy, sel, Q, q_labels, X, weak_labels
     )
     label_strategy = strategy_info["label_strategy"]
-    # 0 keeps nothing more than the filter, and only the vote is weighted
-    weighted = bool(dropped_weight) and label_strategy == "vote"
+    # only vote labels are weighted; None is the default weight, 0 none
+    used_weight = resolve_dropped_weight(dropped_weight, label_strategy)
+    weighted = used_weight is not None
     image, target, weight = training_targets(
         label_strategy,
         sel,
@@ -453,7 +456,7 @@ def select_debug_train(
         q_labels,
         X,
         weak_labels,
-        dropped_weight=dropped_weight if weighted else None,
+        dropped_weight=used_weight or 0,
     )
     if not len(image):
         hint = "raise k or the threshold"
@@ -495,7 +498,7 @@ def select_debug_train(
             chosen,
             num_selected=len(ids),
             num_weighted=int(np.sum(weight < 1.0)) // 2,
-            dropped_weight=dropped_weight,
+            dropped_weight=used_weight if weighted else dropped_weight,
             **strategy_info,
         )
         dataset.save_view(

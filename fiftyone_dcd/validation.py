@@ -11,7 +11,7 @@ import fiftyone.core.utils as fou
 import fiftyone.core.collections as foc
 import fiftyone.core.media as fom
 
-from fiftyone_dcd.selection import LABEL_STRATEGIES
+from fiftyone_dcd.selection import DEFAULT_DROPPED_WEIGHT, LABEL_STRATEGIES
 
 
 def resolve_view(dataset, spec, what, allow_none=False):
@@ -451,8 +451,9 @@ def check_selection_params(
         ):
             raise ValueError(
                 "dropped_weight must be a number in [0, 0.5] (the weight of "
-                "each label of an image the vote doubts; 0 or None keeps "
-                "none), got %r" % (dropped_weight,)
+                "each label of an image the vote doubts; 0 keeps none, None "
+                "is the default %g), got %r"
+                % (DEFAULT_DROPPED_WEIGHT, dropped_weight)
             )
 
         if dropped_weight and label_strategy not in ("vote", "auto"):

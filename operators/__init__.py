@@ -21,6 +21,7 @@ except ImportError:
 
 from fiftyone_dcd.results import accuracy_traces, summary_markdown
 from fiftyone_dcd.selection import (
+    DEFAULT_DROPPED_WEIGHT,
     DEFAULT_LABEL_STRATEGY,
     LABEL_STRATEGIES,
 )
@@ -224,7 +225,7 @@ def _none_if_zero(value):
     return value if value else None
 
 
-def _selection_inputs(inputs):
+def _selection_inputs(ctx, inputs):
     inputs.int(
         "k",
         default=0,
@@ -251,19 +252,26 @@ def _selection_inputs(inputs):
         label="Label strategy",
         description="weak: the pool's label; query: the label of the "
         "E_sample image that found it; agree: weak labels, only where the "
-        "two agree; vote: weak labels, only where they equal the majority "
-        "of the image's nearest pool images; auto: vote or agree, "
+        "two agree; vote: weak labels where they equal the majority of the "
+        "image's nearest pool images, the others at a lower weight; auto: "
+        "vote or agree, "
         "whichever predicts E_sample's own labels better",
         view=types.DropdownView(),
     )
-    inputs.float(
-        "dropped_weight",
-        default=0.0,
-        label="Weight of doubted images",
-        description="vote only: also train, at this weight (0 to 0.5) on "
-        "both labels, on the selected images whose weak label the vote "
-        "contradicts; 0 drops them",
-    )
+    if _weighs_doubted(ctx.params):
+        inputs.float(
+            "dropped_weight",
+            default=DEFAULT_DROPPED_WEIGHT,
+            label="Weight of doubted images",
+            description="with vote labels: also train, at this weight (0 "
+            "to 0.5) on both labels, on the selected images whose weak "
+            "label the vote contradicts; 0 drops them",
+        )
+
+
+def _weighs_doubted(p):
+    # the weight only means something where the labels may be the vote's
+    return p.get("label_strategy", DEFAULT_LABEL_STRATEGY) in ("vote", "auto")
 
 
 def _selection_params(p):
@@ -272,7 +280,9 @@ def _selection_params(p):
         threshold=_none_if_zero(p.get("threshold")),
         budget=_none_if_zero(p.get("budget")),
         label_strategy=p.get("label_strategy", DEFAULT_LABEL_STRATEGY),
-        dropped_weight=_none_if_zero(p.get("dropped_weight")),
+        dropped_weight=(
+            p.get("dropped_weight") if _weighs_doubted(p) else None
+        ),
     )
 
 
@@ -481,7 +491,7 @@ class SelectDebugTrain(_Operator):
             "weak_label",
             "The pool's weak labels",
         )
-        _selection_inputs(inputs)
+        _selection_inputs(ctx, inputs)
         _run_inputs(inputs)
         _check_form(
             inputs,
@@ -682,7 +692,7 @@ class ApplyDCD(_Operator):
             "weak_label",
             "The pool's weak labels",
         )
-        _selection_inputs(inputs)
+        _selection_inputs(ctx, inputs)
         inputs.enum(
             "rounds",
             [1, 2],

@@ -122,8 +122,12 @@ def test_apply_dcd_selects_brute_force_neighbours(
         signal = dict(
             zip(found, brute_force_vote(P[rows], P, weak_all, exclude=rows))
         )
-    expected = {i: v for i, v in found.items() if weak_of[i] == signal[i]}
-    assert 0 < len(expected) < len(found)
+    kept = {i for i in found if weak_of[i] == signal[i]}
+    assert 0 < len(kept) < len(found)
+    # under vote labels the images the vote doubts stay at weight 0.3 (the
+    # default); agree drops them
+    weighted = strategy == "vote"
+    expected = {i: v for i, v in found.items() if weighted or i in kept}
     config = result["config"]
     assert config["label_strategy"] == "auto"
     assert config["label_strategy_used"] == strategy
@@ -131,7 +135,12 @@ def test_apply_dcd_selects_brute_force_neighbours(
         {"query": a_q, "vote": a_v}
     )
     assert "%.0f%%" % (100 * a_v) in config["label_strategy_auto"]
-    dcd_name = "DCD (auto: %s, 2 rounds)" % strategy
+    dcd_name = "DCD (auto: %s, 2 rounds%s)" % (
+        strategy,
+        ", doubted x0.3" if weighted else "",
+    )
+    assert config["dropped_weight"] == (0.3 if weighted else None)
+    assert config["num_weighted"] == (len(found) - len(kept)) * weighted
     assert result["config"]["selected_with"] == names.refined_embeddings
     view = ds.load_saved_view(names.debug_train_view)
     got_ids, dists, queries = view.values(
@@ -146,10 +155,13 @@ def test_apply_dcd_selects_brute_force_neighbours(
     assert dists == sorted(dists)
 
     # agree and vote: the assigned label is the weak label
-    weak, assigned = view.values(
-        ["weak_label.label", names.assigned_label + ".label"]
+    ids, weak, assigned = view.values(
+        ["id", "weak_label.label", names.assigned_label + ".label"]
     )
     assert weak == assigned
+    if weighted:
+        weights = view.values(names.assigned_label + ".dcd_weight")
+        assert weights == [1.0 if i in kept else 0.3 for i in ids]
 
     # accuracies in the report equal those computed from stored predictions
     rows = {r["method"]: r for r in result["rows"]}
@@ -475,16 +487,17 @@ def test_vote_keeps_doubted_images_at_a_weight(
     )
     pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
     kw = dict(k=5, label_strategy="vote")
+    # 0: the filter alone; the default: the doubted images at weight 0.3
     plain = fiftyone_dcd.select_debug_train(
-        pool, e_sample, "dcd_w_embeddings", run_key="dcd_v", **kw
-    )
-    view = fiftyone_dcd.select_debug_train(
         pool,
         e_sample,
         "dcd_w_embeddings",
-        run_key="dcd_w",
-        dropped_weight=0.3,
+        run_key="dcd_v",
+        dropped_weight=0,
         **kw,
+    )
+    view = fiftyone_dcd.select_debug_train(
+        pool, e_sample, "dcd_w_embeddings", run_key="dcd_w", **kw
     )
 
     # the expected answer by brute force: every selected image, its weak

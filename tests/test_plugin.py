@@ -192,3 +192,30 @@ def test_apply_dcd_operator(small_dataset, trained_checkpoint, tmp_path):
         "before debugging",
         "DCD (weak)",
     ]
+
+    # fine-tuning the run again keeps the record of its selection
+    fiftyone_dcd.finetune_dcd(
+        ds,
+        "small_cnn",
+        checkpoint=trained_checkpoint,
+        train="train",
+        test="test",
+        heldout="heldout",
+        e_sample="e_sample",
+        pool="pool",
+        baselines=[],
+        epochs=1,
+        lr=0.02,
+        run_key="night",
+        overwrite=True,
+        work_dir=str(tmp_path / "again"),
+    )
+    again, _ = fiftyone_dcd.load_run(ds, "night")
+    assert again["lr"] == 0.02
+    for key in ("k", "label_strategy", "rounds", "selected_with"):
+        assert again[key] == config[key], key
+    assert (again["k"], again["label_strategy"], again["rounds"]) == (
+        3,
+        "weak",
+        1,
+    )

@@ -6,6 +6,7 @@ import pytest
 
 from fiftyone_dcd.selection import (
     AUTO_MAX_K,
+    DEFAULT_DROPPED_WEIGHT,
     DEFAULT_K,
     assign_labels,
     auto_threshold,
@@ -17,9 +18,11 @@ from fiftyone_dcd.selection import (
     leave_one_out_distances,
     majority_labels,
     neighbor_vote,
+    resolve_dropped_weight,
     resolve_k_threshold,
     select_nearest,
     soft_targets,
+    training_targets,
 )
 
 
@@ -303,3 +306,36 @@ def test_soft_targets_weights_dropped_labels():
     for bad in (-0.1, 0.6):
         with pytest.raises(ValueError, match=r"\[0, 0.5\]"):
             soft_targets(weak, signal, keep, bad)
+
+
+def test_training_targets_weigh_doubted_images_by_default_under_vote():
+    pool, weak = _two_clusters(["a"] * 3 + ["b"] + ["a"] * 6)
+    queries, query_labels = _line([0.2, 100.2]), ["q1", "q2"]
+    sel = select_nearest(queries, pool, k=10)
+    labels, keep, _ = label_selection(
+        "vote", sel, queries, query_labels, pool, weak, 3
+    )
+    doubted = np.flatnonzero(~keep)
+    assert len(doubted) and keep.any()
+    args = (sel, labels, keep, query_labels, pool, weak)
+    # None is the default weight; 0 is the filter alone
+    for w, expected in ((None, DEFAULT_DROPPED_WEIGHT), (0.2, 0.2)):
+        image, _, weight = training_targets(
+            "vote", *args, dropped_weight=w, num_neighbors=3
+        )
+        assert sorted(image.tolist()) == sorted(
+            np.flatnonzero(keep).tolist() + 2 * doubted.tolist()
+        )
+        np.testing.assert_allclose(
+            np.sort(weight)[: 2 * len(doubted)], expected
+        )
+    assert DEFAULT_DROPPED_WEIGHT == 0.3
+    image, _, weight = training_targets(
+        "vote", *args, dropped_weight=0, num_neighbors=3
+    )
+    assert image.tolist() == np.flatnonzero(keep).tolist()
+    # other strategies ignore the weight
+    for s in ("agree", "weak"):
+        assert resolve_dropped_weight(None, s) is None
+        assert resolve_dropped_weight(0.3, s) is None
+    assert resolve_dropped_weight(0, "vote") is None
