@@ -387,7 +387,9 @@ def select(data, feats, k=None, threshold=None, quantile=None, budget=None):
     return sel, chosen
 
 
-def added_images(data, sel, strategy, feats, dropped_weight=None):
+def added_images(
+    data, sel, strategy, feats, dropped_weight=None, vote_rule="majority"
+):
     """The pool rows DCD adds and their labels under ``strategy``, as the
     library labels them; purity is measured with the hidden true labels.
 
@@ -404,6 +406,7 @@ def added_images(data, sel, strategy, feats, dropped_weight=None):
         data["e_sample"]["y"],
         feats["pool"],
         pool["weak"],
+        vote_rule=vote_rule,
     )
     image, labels, weights = training_targets(
         info["label_strategy"],
@@ -414,6 +417,8 @@ def added_images(data, sel, strategy, feats, dropped_weight=None):
         feats["pool"],
         pool["weak"],
         dropped_weight=dropped_weight,
+        queries=feats["e_sample"],
+        vote_rule=vote_rule,
     )
     rows = sel.pool_index[image]
     if np.all(weights == 1.0):
@@ -663,13 +668,19 @@ def dcd_selection(ctx, spec):
     if spec.get("rounds", 1) == 2:
         strategy1 = spec.get("strategy", "weak")
         strategy1 = "weak" if strategy1 == "query" else strategy1
-        first = ("round1", fname, strategy1)
+        vote_rule = spec.get("vote_rule", "majority")
+        first = ("round1", fname, strategy1, vote_rule)
         if first not in ctx["nets"]:
             t = time.time()
             sel1, _ = select(data, feats, quantile=FIRST_ROUND_QUANTILE)
             # round 1 trains on the images the filter keeps, as the library
             rows1, _, _ = added_images(
-                data, sel1, strategy1, feats, dropped_weight=0
+                data,
+                sel1,
+                strategy1,
+                feats,
+                dropped_weight=0,
+                vote_rule=vote_rule,
             )
             labels1 = data["pool"]["weak"][rows1]
             x = np.concatenate(
@@ -694,7 +705,9 @@ def dcd_selection(ctx, spec):
             )
             ctx["nets"][first + ("seconds",)] = time.time() - t
 
-        feats = _features(ctx, "round2:%s:%s" % first[1:], ctx["nets"][first])
+        feats = _features(
+            ctx, "round2:%s:%s:%s" % first[1:], ctx["nets"][first]
+        )
         extra["round1_s"] = ctx["nets"][first + ("seconds",)]
         extra["embed_s"] += feats["seconds"]
 
@@ -709,6 +722,7 @@ def dcd_selection(ctx, spec):
         feats,
         # a spec without the key drops what the filter doubts
         dropped_weight=spec.get("dropped_weight", 0),
+        vote_rule=spec.get("vote_rule", "majority"),
     )
     extra.update(purity)
 
@@ -717,7 +731,14 @@ def dcd_selection(ctx, spec):
 
 def _label(spec):
     parts = [spec["method"]]
-    for k in ("strategy", "quantile", "rounds", "features", "dropped_weight"):
+    for k in (
+        "strategy",
+        "quantile",
+        "rounds",
+        "features",
+        "dropped_weight",
+        "vote_rule",
+    ):
         if k in spec:
             parts.append("%s=%s" % (k, spec[k]))
     for k in ("select", "recipe"):
@@ -741,6 +762,9 @@ def _settings(spec):
 #: the default without the doubted images: the filter alone
 FILTER_ONLY = _dcd(dropped_weight=None)
 
+#: the default with the noise vote (``fiftyone_dcd.label_noise``)
+NOISE_VOTE = _dcd(vote_rule="noise")
+
 
 def main_methods():
     return (
@@ -758,6 +782,12 @@ def main_methods():
             {
                 "method": "E_sample + random pool",
                 "match": _settings(FILTER_ONLY),
+            },
+            # the vote of a noise model fitted on E_sample
+            NOISE_VOTE,
+            {
+                "method": "E_sample + random pool",
+                "match": _settings(NOISE_VOTE),
             },
         ]
     )

@@ -32,7 +32,7 @@ TARGET_GAIN = 0.15
 def dcd_name(spec):
     """``DCD (<strategy>[, 2 rounds][, doubted x<w>])``."""
     rounds = spec.get("rounds", 1)
-    return "DCD (%s%s%s)" % (
+    return "DCD (%s%s%s%s)" % (
         spec.get("strategy", "weak"),
         ", %d rounds" % rounds if rounds > 1 else "",
         (
@@ -40,6 +40,7 @@ def dcd_name(spec):
             if spec.get("dropped_weight") is not None
             else ""
         ),
+        ", noise vote" if spec.get("vote_rule") == "noise" else "",
     )
 
 
@@ -257,7 +258,12 @@ def write_report(results_path, out_dir, seeds=S.SEEDS, quick=False):
         "weak label differs from the vote), at weight %g on both their weak "
         "label and the vote's (`fiftyone_dcd.selection.training_targets`; "
         "`dropped_weight` in the API; under `agree` nothing changes); "
-        "`DCD (auto, 2 rounds)` is the same without them. "
+        "`DCD (auto, 2 rounds)` is the same without them, and `noise "
+        "vote` the default with the neighbours voting through a model of "
+        'the label noise fitted on E_sample (`vote_rule="noise"`, '
+        "`fiftyone_dcd.label_noise`: the class whose pattern of "
+        "neighbours' weak labels best explains them), in both rounds and "
+        "in `auto`'s check. "
         "Accuracies are mean ± std over seeds, in percent."
         % (
             ", ".join(map(str, S.SEEDS)),
@@ -274,10 +280,11 @@ def write_report(results_path, out_dir, seeds=S.SEEDS, quick=False):
         "A baseline *keeps test accuracy* when its mean test accuracy is at "
         "most %.1f point below the model's before debugging. The *gain* is "
         "DCD's debug-heldout accuracy minus that of the best test-keeping "
-        "baseline, seed by seed, then averaged; the random baseline has as "
-        "many images as the DCD variant it is compared with (a row *as "
-        "many as ...* where that differs from the default's). Purity is "
-        "measured with the "
+        "baseline, seed by seed, then averaged; the random baseline is the "
+        "random pool closest in size to the variant's selection: one as "
+        "large, run for the default and the variants (rows *as many as "
+        "...*), the nearest for the one-round rows. Purity is measured "
+        "with the "
         "hidden true labels: *from E* is the share of added images that "
         "come from the deployment shift (for the natural scenario: from the "
         "upper-body classes), *label ok* the share whose assigned label is "

@@ -20,9 +20,11 @@ from fiftyone_dcd.evaluation import format_table, predict
 from fiftyone_dcd.models import check_model_spec
 from fiftyone_dcd.naming import RunNames, check_run_key
 from fiftyone_dcd import journal
+from fiftyone_dcd.results import SELECTION_SETTINGS
 from fiftyone_dcd.runs import clear_run, load_run, save_run
 from fiftyone_dcd.selection import (
     DEFAULT_LABEL_STRATEGY,
+    DEFAULT_VOTE_RULE,
     FIRST_ROUND_QUANTILE,
     label_selection,
     resolve_k_threshold,
@@ -221,6 +223,7 @@ def _first_round(
     weak_label_field,
     label_strategy,
     recipe,
+    vote_rule=DEFAULT_VOTE_RULE,
 ):
     """Fine-tunes a copy of ``net`` on the training data, E_sample and the
     pool images within an automatic threshold
@@ -247,6 +250,7 @@ def _first_round(
         [truth[i] for i in query_ids],
         X,
         [weak[i] for i in pool_ids],
+        vote_rule=vote_rule,
     )
     first = pool.select([pool_ids[i] for i in sel.pool_index[keep]])
     replayed = _replayed(train, recipe)
@@ -277,6 +281,15 @@ def _first_round(
     )
 
     return tuned, info
+
+
+def _description(dataset, names):
+    if names.debug_train_view not in dataset.list_saved_views():
+        return None
+
+    return dataset.get_saved_view_info(names.debug_train_view).get(
+        "description"
+    )
 
 
 def _replayed(train, recipe):
@@ -396,27 +409,6 @@ def _check_common(
     return train, test, pool, classes, baselines
 
 
-#: what a run's config records of how its debug-train set was selected
-SELECTION_SETTINGS = (
-    "embeddings_model",
-    "embeddings_field",
-    "k",
-    "threshold",
-    "chosen_automatically",
-    "budget",
-    "label_strategy",
-    "label_strategy_used",
-    "label_strategy_auto",
-    "label_signal_accuracies",
-    "quantile",
-    "dropped_weight",
-    "num_weighted",
-    "rounds",
-    "first_round",
-    "selected_with",
-)
-
-
 def finetune_dcd(
     samples,
     model,
@@ -451,7 +443,8 @@ def finetune_dcd(
     Arguments are as for :func:`apply_dcd`; ``debug_train`` defaults to the
     saved view ``<prefix>_debug_train`` of the run. Fine-tuning a run again
     (``overwrite=True``) on that view keeps what the run's config recorded
-    of its selection (:data:`SELECTION_SETTINGS`).
+    of its selection (:data:`fiftyone_dcd.results.SELECTION_SETTINGS`),
+    unless the view was selected again since.
 
     Returns:
         the result dict described in :func:`apply_dcd`
@@ -495,14 +488,17 @@ def finetune_dcd(
     work_dir = work_dir or default_work_dir(dataset, run_key)
     # a failure removes what fine-tuning wrote; the selection stays
     new_run = run_key not in dataset.list_runs()
-    # fine-tuning again on the run's own selection keeps its record
+    # fine-tuning again on the run's own selection keeps its record, if
+    # that selection was not replaced since (its view says how it was made)
     earlier = {}
-    if not new_run and debug_train_arg is None:
-        earlier = {
-            k: v
-            for k, v in load_run(dataset, run_key)[0].items()
-            if k in SELECTION_SETTINGS
-        }
+    if not new_run and debug_train_arg in (None, names.debug_train_view):
+        recorded = load_run(dataset, run_key)[0]
+        if recorded.get("debug_train_description") == _description(
+            dataset, names
+        ):
+            earlier = {
+                k: v for k, v in recorded.items() if k in SELECTION_SETTINGS
+            }
     with journal.writing(
         dataset, run_key, fields=[names.pred_after], run=new_run
     ):
@@ -616,6 +612,7 @@ def apply_dcd(
     label_strategy=DEFAULT_LABEL_STRATEGY,
     quantile=None,
     dropped_weight=None,
+    vote_rule=DEFAULT_VOTE_RULE,
     rounds=2,
     epochs=2,
     lr=0.01,
@@ -708,6 +705,10 @@ def apply_dcd(
             :func:`fiftyone_dcd.steps.select_debug_train`); None is
             :data:`fiftyone_dcd.selection.DEFAULT_DROPPED_WEIGHT`, 0 drops
             them
+        vote_rule ("majority"): how the vote strategy's neighbours vote:
+            ``"majority"`` or ``"noise"``, the class whose weak-label
+            pattern, estimated on E_sample, best explains them (see
+            :mod:`fiftyone_dcd.label_noise`); also in round 1
         rounds (2): 1 selects once, in the features of the model under
             debug (or ``embeddings_model``); 2 first fine-tunes a copy of
             the model on a first selection (the automatic threshold of
@@ -814,6 +815,7 @@ def apply_dcd(
         label_strategy,
         quantile=quantile,
         dropped_weight=dropped_weight,
+        vote_rule=vote_rule,
     )
     val.check_rounds(rounds)
 
@@ -959,6 +961,7 @@ def apply_dcd(
                 weak_label_field,
                 label_strategy,
                 recipe,
+                vote_rule=vote_rule,
             )
             compute_embeddings(
                 pool.concat(e_sample),
@@ -986,6 +989,7 @@ def apply_dcd(
             label_strategy=label_strategy,
             quantile=quantile,
             dropped_weight=dropped_weight,
+            vote_rule=vote_rule,
             run_key=run_key,
             return_info=True,
         )
@@ -1003,8 +1007,11 @@ def apply_dcd(
             say,
             predictions=preds,
         )
+        used = chosen["label_strategy"]
+        if used == "vote" and vote_rule == "noise":
+            used = "noise vote"
         rows[1]["method"] = "DCD (%s%s%s)" % (
-            _strategy_name(label_strategy, chosen["label_strategy"]),
+            _strategy_name(label_strategy, used),
             ", 2 rounds" if rounds == 2 else "",
             (
                 ", doubted x%g" % chosen["dropped_weight"]
@@ -1033,10 +1040,12 @@ def apply_dcd(
             label_signal_accuracies=chosen["label_signal_accuracies"],
             quantile=quantile,
             dropped_weight=chosen["dropped_weight"],
+            vote_rule=vote_rule,
             num_weighted=chosen["num_weighted"],
             rounds=rounds,
             first_round=first_round,
             selected_with=select_field,
+            debug_train_description=_description(dataset, names),
             epochs=epochs,
             lr=lr,
             replay=replay,

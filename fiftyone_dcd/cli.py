@@ -13,7 +13,9 @@ from fiftyone_dcd.data.noise import NOISE_TYPES
 from fiftyone_dcd.selection import (
     DEFAULT_DROPPED_WEIGHT,
     DEFAULT_LABEL_STRATEGY,
+    DEFAULT_VOTE_RULE,
     LABEL_STRATEGIES,
+    VOTE_RULES,
 )
 
 
@@ -70,6 +72,7 @@ def _demo(args):
             k=args.k,
             label_strategy=args.label_strategy,
             dropped_weight=args.dropped_weight,
+            vote_rule=args.vote_rule,
             rounds=args.rounds,
             epochs=args.epochs,
             num_workers=args.num_workers,
@@ -155,6 +158,13 @@ def main(argv=None):
         help="with vote labels, the weight (0-0.5) of each of the two "
         "labels of an image the vote doubts; 0 drops them (default: %g)"
         % DEFAULT_DROPPED_WEIGHT,
+    )
+    p.add_argument(
+        "--vote-rule",
+        choices=VOTE_RULES,
+        default=DEFAULT_VOTE_RULE,
+        help="how the vote label strategy's neighbours vote "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--rounds",

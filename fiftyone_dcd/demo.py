@@ -17,6 +17,7 @@ from fiftyone_dcd.data.scenario import build_fashion_mnist_scenario
 from fiftyone_dcd.database import ensure_database
 from fiftyone_dcd.models import build_model
 from fiftyone_dcd.selection import DEFAULT_LABEL_STRATEGY
+from fiftyone_dcd.validation import check_rounds, check_selection_params
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +31,7 @@ def run_demo(
     k=None,
     label_strategy=DEFAULT_LABEL_STRATEGY,
     dropped_weight=None,
+    vote_rule="majority",
     rounds=2,
     epochs=2,
     lr=0.01,
@@ -41,6 +43,16 @@ def run_demo(
     """Runs the demo end to end; returns the result of
     :func:`fiftyone_dcd.api.apply_dcd` with ``shift_purity`` added.
     """
+    # the selection settings are checked before minutes of set-up
+    check_selection_params(
+        k,
+        None,
+        None,
+        label_strategy,
+        dropped_weight=dropped_weight,
+        vote_rule=vote_rule,
+    )
+    check_rounds(rounds)
     ensure_database()
     t0 = time.time()
     dataset = build_fashion_mnist_scenario(
@@ -93,6 +105,7 @@ def run_demo(
         k=k,
         label_strategy=label_strategy,
         dropped_weight=dropped_weight,
+        vote_rule=vote_rule,
         rounds=rounds,
         epochs=epochs,
         lr=lr,

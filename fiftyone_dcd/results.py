@@ -10,6 +10,29 @@ from fiftyone_dcd.runs import load_run
 RUN_VIEWS = ("e_sample", "heldout", "debug_train")
 
 
+#: what a run's config records of how its debug-train set was selected
+SELECTION_SETTINGS = (
+    "embeddings_model",
+    "embeddings_field",
+    "k",
+    "threshold",
+    "chosen_automatically",
+    "budget",
+    "label_strategy",
+    "label_strategy_used",
+    "label_strategy_auto",
+    "label_signal_accuracies",
+    "quantile",
+    "dropped_weight",
+    "vote_rule",
+    "num_weighted",
+    "rounds",
+    "first_round",
+    "selected_with",
+    "debug_train_description",
+)
+
+
 def list_dcd_runs(dataset):
     """Returns the keys of the DCD runs of ``dataset``, oldest first."""
     keys = dataset.list_runs(method="dcd")
@@ -49,21 +72,7 @@ def summarize_run(dataset, run_key=None):
         "per_class": _per_class_changes(results.get("per_class"), dcd),
         "num_selected": results.get("num_selected"),
         "label_purity": results.get("label_purity"),
-        "selection": {
-            k: config.get(k)
-            for k in (
-                "k",
-                "threshold",
-                "chosen_automatically",
-                "budget",
-                "label_strategy",
-                "label_strategy_used",
-                "label_strategy_auto",
-                "dropped_weight",
-                "num_weighted",
-                "rounds",
-            )
-        },
+        "selection": {k: config.get(k) for k in SELECTION_SETTINGS},
         "timings": results.get("timings", {}),
     }
 
@@ -140,7 +149,7 @@ def summary_markdown(summary):
         lines[0] += " (k=%s, threshold=%s, labels: %s, rounds: %s)" % (
             sel.get("k"),
             "-" if sel.get("threshold") is None else "%.4g" % sel["threshold"],
-            sel.get("label_strategy_used") or sel.get("label_strategy"),
+            _labels_used(sel),
             sel.get("rounds"),
         )
 
@@ -230,3 +239,11 @@ def accuracy_traces(summary):
             ("debug-heldout", "heldout acc"),
         )
     ]
+
+
+def _labels_used(sel):
+    used = sel.get("label_strategy_used") or sel.get("label_strategy")
+    if used == "vote" and sel.get("vote_rule") == "noise":
+        return "noise vote"
+
+    return used

@@ -13,6 +13,8 @@ from typing import Optional, Tuple
 import faiss
 import numpy as np
 
+from fiftyone_dcd import label_noise
+
 LABEL_STRATEGIES = ("weak", "query", "agree", "vote", "auto")
 
 #: the strategy used when none is given: ``"vote"`` or ``"agree"``,
@@ -21,6 +23,13 @@ DEFAULT_LABEL_STRATEGY = "auto"
 
 #: pool neighbours whose weak labels vote under the ``"vote"`` strategy
 DEFAULT_NUM_NEIGHBORS = 20
+
+#: how the ``"vote"`` strategy's neighbours vote: ``"majority"`` (the most
+#: frequent weak label) or ``"noise"`` (the class whose weak-label pattern,
+#: estimated on E_sample, best explains them, see
+#: :mod:`fiftyone_dcd.label_noise`)
+VOTE_RULES = ("majority", "noise")
+DEFAULT_VOTE_RULE = "majority"
 
 #: under ``"vote"`` labels, the weight of each label of an image the vote
 #: doubts (see :func:`soft_targets`); measured best of the weights tried
@@ -415,8 +424,11 @@ def neighbor_vote(
     pool_labels,
     num_neighbors: int = DEFAULT_NUM_NEIGHBORS,
     exclude: Optional[np.ndarray] = None,
+    noise_model=None,
 ) -> np.ndarray:
-    """The majority label among each vector's nearest pool vectors.
+    """The vote of each vector's nearest pool vectors: their majority
+    label, or with ``noise_model`` the class that best explains their
+    labels.
 
     Args:
         vectors: a float ``(S, D)`` array
@@ -425,11 +437,45 @@ def neighbor_vote(
         num_neighbors (20): the voting neighbours of each vector
         exclude (None): an ``(S,)`` array of the pool row of each vector,
             which does not vote for itself
+        noise_model (None): a :class:`fiftyone_dcd.label_noise.NoiseModel`
+            (see :func:`fit_noise_model`): the vote is then the class that
+            best explains the neighbours' labels, not their majority
 
     Returns:
         an ``(S,)`` array of labels
     """
+    idx = _vote_neighbors(vectors, pool, num_neighbors, exclude)
+    labels = np.asarray(pool_labels, dtype=object)[idx]
+    if noise_model is not None:
+        return label_noise.vote(noise_model, labels)
+
+    return majority_labels(labels)
+
+
+def fit_noise_model(
+    queries, query_labels, pool, pool_labels, num_neighbors=20
+):
+    """The :class:`fiftyone_dcd.label_noise.NoiseModel` of the weak labels
+    of the pool images nearest to E_sample (``queries``, labelled
+    ``query_labels``); returns ``(model, neighbour labels of each query)``.
+    """
+    query_labels = np.asarray(query_labels, dtype=object)
     pool_labels = np.asarray(pool_labels, dtype=object)
+    idx = _vote_neighbors(queries, pool, num_neighbors)
+    try:
+        classes = np.unique(np.concatenate([pool_labels, query_labels]))
+    except TypeError:
+        # labels of mixed types do not sort among themselves
+        classes = np.array(
+            sorted(set(pool_labels) | set(query_labels), key=repr),
+            dtype=object,
+        )
+    neighbors = pool_labels[idx]
+
+    return label_noise.fit(query_labels, neighbors, classes), neighbors
+
+
+def _vote_neighbors(vectors, pool, num_neighbors, exclude=None):
     kk = min(int(num_neighbors), len(pool) - (exclude is not None))
     if kk < 1:
         raise ValueError(
@@ -445,7 +491,7 @@ def neighbor_vote(
         own[~own.any(axis=1), -1] = True
         idx = idx[~own].reshape(len(idx), kk)
 
-    return majority_labels(pool_labels[idx])
+    return idx
 
 
 def label_signal_accuracies(
@@ -454,13 +500,16 @@ def label_signal_accuracies(
     pool: np.ndarray,
     pool_labels,
     num_neighbors: int = DEFAULT_NUM_NEIGHBORS,
+    vote_rule: str = DEFAULT_VOTE_RULE,
 ) -> dict:
     """How well the two label signals predict E_sample's own labels.
 
     -   ``query``: the label of each query's nearest other query, the
         signal the ``"agree"`` strategy checks a weak label against;
-    -   ``vote``: the majority weak label of each query's nearest pool
-        images, the signal of the ``"vote"`` strategy.
+    -   ``vote``: the vote of each query's nearest pool images under
+        ``vote_rule``, the signal of the ``"vote"`` strategy (with
+        ``"noise"``, the noise model fitted without the query's own
+        neighbours).
 
     E_sample is drawn from the distribution the selection comes from, so
     these leave-one-out accuracies estimate how often each signal is right
@@ -479,7 +528,13 @@ def label_signal_accuracies(
         )
         out["query"] = float(np.mean(query_labels[other] == query_labels))
 
-    votes = neighbor_vote(queries, pool, pool_labels, num_neighbors)
+    if vote_rule == "noise":
+        model, neighbors = fit_noise_model(
+            queries, query_labels, pool, pool_labels, num_neighbors
+        )
+        votes = label_noise.leave_one_out_vote(model, query_labels, neighbors)
+    else:
+        votes = neighbor_vote(queries, pool, pool_labels, num_neighbors)
     out["vote"] = float(np.mean(votes == query_labels))
 
     return out
@@ -514,6 +569,7 @@ def resolve_label_strategy(
     pool,
     pool_labels,
     num_neighbors=DEFAULT_NUM_NEIGHBORS,
+    vote_rule=DEFAULT_VOTE_RULE,
 ):
     """Resolves ``"auto"`` with :func:`choose_label_strategy`; other
     strategies are returned as they are.
@@ -532,7 +588,7 @@ def resolve_label_strategy(
         return strategy, info
 
     acc = label_signal_accuracies(
-        queries, query_labels, pool, pool_labels, num_neighbors
+        queries, query_labels, pool, pool_labels, num_neighbors, vote_rule
     )
     strategy, why = choose_label_strategy(acc)
     info.update(
@@ -596,6 +652,7 @@ def label_selection(
     pool,
     pool_labels,
     num_neighbors=DEFAULT_NUM_NEIGHBORS,
+    vote_rule=DEFAULT_VOTE_RULE,
 ):
     """Labels a :class:`Selection` with a label strategy, resolving
     ``"auto"`` first (see :func:`resolve_label_strategy`).
@@ -608,21 +665,40 @@ def label_selection(
         pool: the ``(N, D)`` pool vectors
         pool_labels: the ``(N,)`` weak labels of the pool
         num_neighbors (20): the voting neighbours of ``"vote"``
+        vote_rule ("majority"): how they vote, one of :data:`VOTE_RULES`
 
     Returns:
         ``(labels, keep, info)``: see :func:`assign_labels` and
         :func:`resolve_label_strategy`
     """
+    if vote_rule not in VOTE_RULES:
+        raise ValueError(
+            "Unknown vote rule %r; use one of %s" % (vote_rule, VOTE_RULES)
+        )
+
     query_labels = np.asarray(query_labels, dtype=object)
     pool_labels = np.asarray(pool_labels, dtype=object)
     strategy, info = resolve_label_strategy(
-        strategy, queries, query_labels, pool, pool_labels, num_neighbors
+        strategy,
+        queries,
+        query_labels,
+        pool,
+        pool_labels,
+        num_neighbors,
+        vote_rule,
     )
     rows = selection.pool_index
     votes = None
     if strategy == "vote":
         votes = filter_signal(
-            "vote", selection, query_labels, pool, pool_labels, num_neighbors
+            "vote",
+            selection,
+            query_labels,
+            pool,
+            pool_labels,
+            num_neighbors,
+            queries=queries,
+            vote_rule=vote_rule,
         )
 
     labels, keep = assign_labels(
@@ -639,10 +715,14 @@ def filter_signal(
     pool,
     pool_labels,
     num_neighbors=DEFAULT_NUM_NEIGHBORS,
+    queries=None,
+    vote_rule=DEFAULT_VOTE_RULE,
 ):
     """The label each selected image's weak label is checked against under
     a filtering strategy: the neighbour vote (see :func:`neighbor_vote`)
-    for ``"vote"``, the selecting query's label for ``"agree"``.
+    for ``"vote"``, the selecting query's label for ``"agree"``. The
+    ``"noise"`` vote rule fits its model on ``queries`` (see
+    :func:`fit_noise_model`).
 
     Returns:
         an ``(S,)`` object array of labels
@@ -657,8 +737,22 @@ def filter_signal(
             "signal, got %r" % (strategy,)
         )
 
+    if vote_rule not in VOTE_RULES:
+        raise ValueError(
+            "Unknown vote rule %r; use one of %s" % (vote_rule, VOTE_RULES)
+        )
+
     if not len(rows):
         return np.zeros(0, dtype=object)
+
+    model = None
+    if vote_rule == "noise":
+        if queries is None:
+            raise ValueError("The noise vote needs the E_sample vectors")
+
+        model, _ = fit_noise_model(
+            queries, query_labels, pool, pool_labels, num_neighbors
+        )
 
     return neighbor_vote(
         pool[rows],
@@ -666,6 +760,7 @@ def filter_signal(
         np.asarray(pool_labels, dtype=object),
         num_neighbors,
         exclude=rows,
+        noise_model=model,
     )
 
 
@@ -737,6 +832,8 @@ def training_targets(
     pool_labels,
     dropped_weight=None,
     num_neighbors=DEFAULT_NUM_NEIGHBORS,
+    queries=None,
+    vote_rule=DEFAULT_VOTE_RULE,
 ):
     """The ``(image, label, weight)`` training targets of a labelled
     selection (see :func:`label_selection`).
@@ -757,6 +854,8 @@ def training_targets(
         dropped_weight (None): the weight of each label of a dropped
             image, in ``[0, 0.5]``; None is the default
         num_neighbors (20): the voting neighbours
+        queries (None), vote_rule ("majority"): as for
+            :func:`label_selection`
 
     Returns:
         ``(image, label, weight)`` parallel arrays; ``image`` indexes the
@@ -769,7 +868,14 @@ def training_targets(
         return kept, np.asarray(labels, dtype=object)[kept], np.ones(len(kept))
 
     signal = filter_signal(
-        strategy, selection, query_labels, pool, pool_labels, num_neighbors
+        strategy,
+        selection,
+        query_labels,
+        pool,
+        pool_labels,
+        num_neighbors,
+        queries=queries,
+        vote_rule=vote_rule,
     )
 
     return soft_targets(labels, signal, keep, dropped_weight)

@@ -31,6 +31,7 @@ from fiftyone_dcd.loaders import (
 from fiftyone_dcd.models import build_model
 from fiftyone_dcd.naming import RunNames
 from fiftyone_dcd.selection import (
+    DEFAULT_VOTE_RULE,
     DEFAULT_LABEL_STRATEGY,
     label_selection,
     resolve_dropped_weight,
@@ -327,6 +328,7 @@ def select_debug_train(
     label_strategy=DEFAULT_LABEL_STRATEGY,
     quantile=None,
     dropped_weight=None,
+    vote_rule=DEFAULT_VOTE_RULE,
     run_key="dcd",
     overwrite=False,
     return_info=False,
@@ -371,6 +373,10 @@ def select_debug_train(
             :data:`fiftyone_dcd.selection.DEFAULT_DROPPED_WEIGHT`, 0 drops
             them. Stored on the assigned label as ``dcd_weight``,
             ``dcd_second_label`` and ``dcd_second_weight``
+        vote_rule ("majority"): how the ``"vote"`` strategy's neighbours
+            vote: ``"majority"`` or ``"noise"`` (the class whose
+            weak-label pattern, estimated on E_sample, best explains
+            them; see :mod:`fiftyone_dcd.label_noise`)
         run_key ("dcd"): the run key
         overwrite (False): whether to replace this run's earlier selection
         return_info (False): whether to also return what was chosen
@@ -385,7 +391,9 @@ def select_debug_train(
         ``info`` has ``k``, ``threshold``, ``auto`` (a sentence, or None
         when nothing was chosen automatically), ``num_selected``,
         ``label_strategy`` (the one used), ``label_strategy_auto`` (why
-        ``"auto"`` chose it, or None) and ``label_signal_accuracies``
+        ``"auto"`` chose it, or None), ``label_signal_accuracies``,
+        ``dropped_weight`` (the weight used, else the one given),
+        ``num_weighted`` (the images the vote doubts) and ``vote_rule``
     """
     ensure_database()
     val.check_collection(e_sample, "E_sample")
@@ -401,6 +409,7 @@ def select_debug_train(
         label_strategy,
         quantile=quantile,
         dropped_weight=dropped_weight,
+        vote_rule=vote_rule,
     )
     val.check_label_field(e_sample, label_field, "E_sample")
     val.check_label_field(pool, weak_label_field, "pool weak")
@@ -442,7 +451,7 @@ def select_debug_train(
     q_labels = [query_label[q] for q in query_ids]
     weak_labels = [weak[i] for i in pool_ids]
     labels, keep, strategy_info = label_selection(
-        label_strategy, sel, Q, q_labels, X, weak_labels
+        label_strategy, sel, Q, q_labels, X, weak_labels, vote_rule=vote_rule
     )
     label_strategy = strategy_info["label_strategy"]
     # only vote labels are weighted; None is the default weight, 0 none
@@ -457,6 +466,8 @@ def select_debug_train(
         X,
         weak_labels,
         dropped_weight=used_weight or 0,
+        queries=Q,
+        vote_rule=vote_rule,
     )
     if not len(image):
         hint = "raise k or the threshold"
@@ -499,6 +510,7 @@ def select_debug_train(
             num_selected=len(ids),
             num_weighted=int(np.sum(weight < 1.0)) // 2,
             dropped_weight=used_weight if weighted else dropped_weight,
+            vote_rule=vote_rule,
             **strategy_info,
         )
         dataset.save_view(
@@ -542,6 +554,8 @@ def _describe_selection(info, label_strategy):
         text += ", threshold %.4g" % info["threshold"]
 
     text += ", %s labels" % label_strategy
+    if label_strategy == "vote" and info.get("vote_rule") == "noise":
+        text += " (noise vote)"
     if info.get("num_weighted"):
         text += ", %d images the vote doubts at weight %g" % (
             info["num_weighted"],

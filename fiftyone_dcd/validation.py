@@ -11,7 +11,11 @@ import fiftyone.core.utils as fou
 import fiftyone.core.collections as foc
 import fiftyone.core.media as fom
 
-from fiftyone_dcd.selection import DEFAULT_DROPPED_WEIGHT, LABEL_STRATEGIES
+from fiftyone_dcd.selection import (
+    DEFAULT_DROPPED_WEIGHT,
+    LABEL_STRATEGIES,
+    VOTE_RULES,
+)
 
 
 def resolve_view(dataset, spec, what, allow_none=False):
@@ -402,7 +406,13 @@ def check_head(net, classes):
 
 
 def check_selection_params(
-    k, threshold, budget, label_strategy, quantile=None, dropped_weight=None
+    k,
+    threshold,
+    budget,
+    label_strategy,
+    quantile=None,
+    dropped_weight=None,
+    vote_rule="majority",
 ):
     """Raises ``ValueError`` for selection parameters out of range."""
     if k is not None and (not _is_int(k) or k < 1):
@@ -441,6 +451,18 @@ def check_selection_params(
         raise ValueError(
             "Unknown label strategy %r; use one of %s"
             % (label_strategy, LABEL_STRATEGIES)
+        )
+
+    if vote_rule not in VOTE_RULES:
+        raise ValueError(
+            "Unknown vote rule %r; use one of %s" % (vote_rule, VOTE_RULES)
+        )
+
+    if vote_rule != "majority" and label_strategy not in ("vote", "auto"):
+        raise ValueError(
+            "vote_rule applies to the 'vote' label strategy (and to 'auto' "
+            "when it picks vote), not %r; leave it 'majority', or use "
+            "label_strategy='vote'" % (label_strategy,)
         )
 
     if dropped_weight is not None:

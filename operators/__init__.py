@@ -23,7 +23,9 @@ from fiftyone_dcd.results import accuracy_traces, summary_markdown
 from fiftyone_dcd.selection import (
     DEFAULT_DROPPED_WEIGHT,
     DEFAULT_LABEL_STRATEGY,
+    DEFAULT_VOTE_RULE,
     LABEL_STRATEGIES,
+    VOTE_RULES,
 )
 
 ICON = "/plugin_manifest/dcd.svg"
@@ -252,13 +254,26 @@ def _selection_inputs(ctx, inputs):
         label="Label strategy",
         description="weak: the pool's label; query: the label of the "
         "E_sample image that found it; agree: weak labels, only where the "
-        "two agree; vote: weak labels where they equal the majority of the "
-        "image's nearest pool images, the others at a lower weight; auto: "
+        "two agree; vote: weak labels where they equal the vote of the "
+        "image's nearest pool images (see the vote rule), the others at a "
+        "lower weight; auto: "
         "vote or agree, "
         "whichever predicts E_sample's own labels better",
         view=types.DropdownView(),
     )
     if _weighs_doubted(ctx.params):
+        inputs.enum(
+            "vote_rule",
+            list(VOTE_RULES),
+            default=DEFAULT_VOTE_RULE,
+            label="Vote rule",
+            description="majority: the most frequent weak label of the "
+            "image's nearest pool images; noise: the class whose pattern "
+            "of neighbours' weak labels, estimated on E_sample, best "
+            "explains them (for noise that mistakes a class for a few "
+            "others)",
+            view=types.DropdownView(),
+        )
         inputs.float(
             "dropped_weight",
             default=DEFAULT_DROPPED_WEIGHT,
@@ -282,6 +297,11 @@ def _selection_params(p):
         label_strategy=p.get("label_strategy", DEFAULT_LABEL_STRATEGY),
         dropped_weight=(
             p.get("dropped_weight") if _weighs_doubted(p) else None
+        ),
+        vote_rule=(
+            p.get("vote_rule") or DEFAULT_VOTE_RULE
+            if _weighs_doubted(p)
+            else DEFAULT_VOTE_RULE
         ),
     )
 

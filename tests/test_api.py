@@ -294,6 +294,59 @@ def test_query_and_agree_strategies_on_dataset(
     assert 0 < len(view) < 5 * len(e_sample)
 
 
+def test_noise_vote_on_dataset(small_dataset, trained_checkpoint):
+    from fiftyone_dcd import label_noise
+    from fiftyone_dcd.embeddings import load_embeddings
+    from fiftyone_dcd.selection import select_nearest
+
+    ds = small_dataset
+    fiftyone_dcd.embed(
+        ds, "small_cnn", "dcd_n_embeddings", checkpoint=trained_checkpoint
+    )
+    pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
+    view, info = fiftyone_dcd.select_debug_train(
+        pool,
+        e_sample,
+        "dcd_n_embeddings",
+        k=5,
+        label_strategy="vote",
+        vote_rule="noise",
+        dropped_weight=0,
+        run_key="dcd_n",
+        return_info=True,
+    )
+    assert info["vote_rule"] == "noise"
+    names = RunNames("dcd_n")
+    description = ds.get_saved_view_info(names.debug_train_view)
+    assert "noise vote" in description["description"]
+
+    # brute force: the noise model of E_sample's 20 nearest pool images,
+    # then each selected image's 20 nearest other pool images vote
+    pool_ids, X = load_embeddings(pool, "dcd_n_embeddings")
+    q_ids, Q = load_embeddings(e_sample, "dcd_n_embeddings")
+    weak = dict(zip(*pool.values(["id", "weak_label.label"])))
+    w = np.array([weak[i] for i in pool_ids], dtype=object)
+    truth = dict(zip(*e_sample.values(["id", "ground_truth.label"])))
+    q_labels = [truth[i] for i in q_ids]
+    d_q = np.linalg.norm(Q[:, None] - X[None], axis=2)
+    q_nb = w[np.argsort(d_q, axis=1, kind="stable")[:, :20]]
+    model = label_noise.fit(
+        q_labels, q_nb, np.unique(np.concatenate([w, q_labels]))
+    )
+    rows = select_nearest(Q, X, 5).pool_index
+    d = np.linalg.norm(X[rows, None, :] - X[None, :, :], axis=2)
+    d[np.arange(len(rows)), rows] = np.inf
+    nb = w[np.argsort(d, axis=1, kind="stable")[:, :20]]
+    votes = label_noise.vote(model, nb)
+    kept = {pool_ids[r] for r, v in zip(rows, votes) if w[r] == v}
+    assert kept
+    # here the rule matters: some images' majority differs
+    from fiftyone_dcd.selection import majority_labels
+
+    assert np.any(majority_labels(nb) != votes)
+    assert set(view.values("id")) == kept
+
+
 def test_same_run_key_twice_is_refused_unless_overwrite(
     small_dataset, trained_checkpoint
 ):

@@ -92,6 +92,18 @@ CASES = [
         "dropped_weight must be a number in [0, 0.5]",
     ),
     (
+        "unknown vote rule",
+        dict(vote_rule="median"),
+        None,
+        "Unknown vote rule 'median'",
+    ),
+    (
+        "vote rule without the vote",
+        dict(label_strategy="weak", vote_rule="noise"),
+        None,
+        "vote_rule applies to the 'vote' label strategy",
+    ),
+    (
         "weight of doubted images without the vote",
         dict(label_strategy="weak", dropped_weight=0.3),
         None,
@@ -638,3 +650,25 @@ def test_k_beyond_the_pool_selects_the_whole_pool(small_dataset):
     d = np.linalg.norm(P[:, None] - np.array(Q)[None], axis=2)
     nearest = [q_ids[j] for j in d.argmin(axis=1)]
     assert view.values("dcd_query_id") == nearest
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(dropped_weight=0.7), "dropped_weight must be a number"),
+        (dict(label_strategy="weak", dropped_weight=0.3), "applies to"),
+        (dict(vote_rule="median"), "Unknown vote rule"),
+        (dict(rounds=3), "rounds must be 1"),
+    ],
+)
+def test_demo_checks_its_settings_before_the_set_up(
+    monkeypatch, kwargs, match
+):
+    from fiftyone_dcd import demo
+
+    def never(**_):
+        raise AssertionError("the scenario was built before the check")
+
+    monkeypatch.setattr(demo, "build_fashion_mnist_scenario", never)
+    with pytest.raises(ValueError, match=match):
+        demo.run_demo(**kwargs)

@@ -194,23 +194,26 @@ def test_apply_dcd_operator(small_dataset, trained_checkpoint, tmp_path):
     ]
 
     # fine-tuning the run again keeps the record of its selection
-    fiftyone_dcd.finetune_dcd(
-        ds,
-        "small_cnn",
-        checkpoint=trained_checkpoint,
-        train="train",
-        test="test",
-        heldout="heldout",
-        e_sample="e_sample",
-        pool="pool",
-        baselines=[],
-        epochs=1,
-        lr=0.02,
-        run_key="night",
-        overwrite=True,
-        work_dir=str(tmp_path / "again"),
-    )
-    again, _ = fiftyone_dcd.load_run(ds, "night")
+    def finetune_again(work, **kw):
+        fiftyone_dcd.finetune_dcd(
+            ds,
+            "small_cnn",
+            checkpoint=trained_checkpoint,
+            train="train",
+            test="test",
+            heldout="heldout",
+            e_sample="e_sample",
+            pool="pool",
+            baselines=[],
+            epochs=1,
+            run_key="night",
+            overwrite=True,
+            work_dir=str(tmp_path / work),
+            **kw,
+        )
+        return fiftyone_dcd.load_run(ds, "night")[0]
+
+    again = finetune_again("again", lr=0.02)
     assert again["lr"] == 0.02
     for key in ("k", "label_strategy", "rounds", "selected_with"):
         assert again[key] == config[key], key
@@ -219,3 +222,16 @@ def test_apply_dcd_operator(small_dataset, trained_checkpoint, tmp_path):
         "weak",
         1,
     )
+
+    # a selection made again since is not described by the old record
+    fiftyone_dcd.select_debug_train(
+        ds.match_tags("pool"),
+        ds.match_tags("e_sample"),
+        again["selected_with"],
+        k=2,
+        label_strategy="weak",
+        run_key="night",
+        overwrite=True,
+    )
+    third = finetune_again("third")
+    assert "k" not in third and "label_strategy" not in third

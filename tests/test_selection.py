@@ -4,6 +4,7 @@ cases."""
 import numpy as np
 import pytest
 
+from fiftyone_dcd import label_noise
 from fiftyone_dcd.selection import (
     AUTO_MAX_K,
     DEFAULT_DROPPED_WEIGHT,
@@ -339,3 +340,108 @@ def test_training_targets_weigh_doubted_images_by_default_under_vote():
         assert resolve_dropped_weight(None, s) is None
         assert resolve_dropped_weight(0.3, s) is None
     assert resolve_dropped_weight(0, "vote") is None
+
+
+def _pair_flip_sample():
+    # class x's neighbours carry x 60% of the time and the next class 40%
+    classes = ["a", "b", "c"]
+    nxt = {"a": "b", "b": "c", "c": "a"}
+    query_labels, neighbors = [], []
+    for c in classes:
+        for _ in range(4):
+            query_labels.append(c)
+            neighbors.append([c] * 6 + [nxt[c]] * 4)
+    return classes, query_labels, np.array(neighbors, dtype=object)
+
+
+def test_noise_model_counts_and_vote_against_a_hand_computation():
+    classes, query_labels, neighbors = _pair_flip_sample()
+    model = label_noise.fit(query_labels, neighbors, classes)
+    np.testing.assert_array_equal(
+        model.counts, [[24, 16, 0], [0, 24, 16], [16, 0, 24]]
+    )
+    # the prior: 100 votes per class, 60% (E_sample's share of own
+    # labels) on the diagonal, the rest even
+    s = 100.0
+    prior = np.array([[0.6, 0.2, 0.2], [0.2, 0.6, 0.2], [0.2, 0.2, 0.6]])
+    np.testing.assert_allclose(model.prior, s * prior)
+    rows = model.counts + s * prior
+    np.testing.assert_allclose(
+        np.exp(model.log_likelihood), rows / rows.sum(1, keepdims=True)
+    )
+
+    # 9 "a" and 11 "b": the majority says b, but "a" is a class whose
+    # neighbours often say "b", and "b" one whose neighbours rarely say
+    # "a"
+    votes = np.array([["a"] * 9 + ["b"] * 11], dtype=object)
+    assert majority_labels(votes).tolist() == ["b"]
+    like = rows / rows.sum(1, keepdims=True)
+    by_hand = [
+        9 * np.log(like[c, 0]) + 11 * np.log(like[c, 1]) for c in range(3)
+    ]
+    assert classes[int(np.argmax(by_hand))] == "a"
+    assert label_noise.vote(model, votes).tolist() == ["a"]
+
+
+def test_noise_vote_leave_one_out_refits_without_the_image():
+    classes, query_labels, neighbors = _pair_flip_sample()
+    # make one image's neighbours odd, so that leaving it out matters
+    neighbors[0] = ["c"] * 10
+    model = label_noise.fit(query_labels, neighbors, classes)
+    loo = label_noise.leave_one_out_vote(model, query_labels, neighbors)
+    for i in range(len(query_labels)):
+        rest = [j for j in range(len(query_labels)) if j != i]
+        alone = label_noise.fit(
+            [query_labels[j] for j in rest],
+            neighbors[rest],
+            classes,
+            prior=model.prior,
+        )
+        assert loo[i] == label_noise.vote(alone, neighbors[i : i + 1])[0]
+
+
+def test_noise_vote_rule_through_filter_signal_and_the_auto_check():
+    rng = np.random.default_rng(0)
+    pool = rng.normal(size=(300, 4))
+    weak = np.array(rng.choice(["a", "b", "c"], size=300), dtype=object)
+    queries = rng.normal(size=(12, 4))
+    query_labels = ["a", "b", "c"] * 4
+    sel = select_nearest(queries, pool, k=5)
+    got = filter_signal(
+        "vote",
+        sel,
+        query_labels,
+        pool,
+        weak,
+        7,
+        queries=queries,
+        vote_rule="noise",
+    )
+    # brute force: 7 nearest pool rows of each query fit the model, each
+    # selected row's 7 nearest other rows vote
+    d_q = np.linalg.norm(queries[:, None] - pool[None], axis=2)
+    q_nb = weak[np.argsort(d_q, axis=1, kind="stable")[:, :7]]
+    model = label_noise.fit(query_labels, q_nb, ["a", "b", "c"])
+    rows = sel.pool_index
+    d = np.linalg.norm(pool[rows, None] - pool[None], axis=2)
+    d[np.arange(len(rows)), rows] = np.inf
+    nb = weak[np.argsort(d, axis=1, kind="stable")[:, :7]]
+    assert got.tolist() == label_noise.vote(model, nb).tolist()
+    acc = label_signal_accuracies(
+        queries, query_labels, pool, weak, 7, vote_rule="noise"
+    )
+    loo = label_noise.leave_one_out_vote(model, query_labels, q_nb)
+    assert acc["vote"] == pytest.approx(
+        np.mean(loo == np.array(query_labels, dtype=object))
+    )
+    with pytest.raises(ValueError, match="Unknown vote rule"):
+        filter_signal("vote", sel, query_labels, pool, weak, vote_rule="x")
+    with pytest.raises(ValueError, match="Unknown vote rule"):
+        label_selection(
+            "auto", sel, queries, query_labels, pool, weak, vote_rule="x"
+        )
+    # labels of mixed types, which do not sort together, still vote
+    labels, keep, _ = label_selection(
+        "vote", sel, queries, [0, 1, 2] * 4, pool, weak, 7, vote_rule="noise"
+    )
+    assert len(labels) == len(keep) == len(rows)
