@@ -289,15 +289,24 @@ def _weighs_doubted(p):
     return p.get("label_strategy", DEFAULT_LABEL_STRATEGY) in ("vote", "auto")
 
 
+def _dropped_weight(p):
+    # the form always holds a number; its default is the library's
+    # default (None), so that a run whose "auto" picks agree does not say
+    # that a weight nobody chose went unused
+    w = p.get("dropped_weight")
+    if not _weighs_doubted(p) or w is None or w == DEFAULT_DROPPED_WEIGHT:
+        return None
+
+    return w
+
+
 def _selection_params(p):
     return dict(
         k=_none_if_zero(p.get("k")),
         threshold=_none_if_zero(p.get("threshold")),
         budget=_none_if_zero(p.get("budget")),
         label_strategy=p.get("label_strategy", DEFAULT_LABEL_STRATEGY),
-        dropped_weight=(
-            p.get("dropped_weight") if _weighs_doubted(p) else None
-        ),
+        dropped_weight=_dropped_weight(p),
         vote_rule=(
             p.get("vote_rule") or DEFAULT_VOTE_RULE
             if _weighs_doubted(p)

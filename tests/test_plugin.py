@@ -235,3 +235,34 @@ def test_apply_dcd_operator(small_dataset, trained_checkpoint, tmp_path):
     )
     third = finetune_again("third")
     assert "k" not in third and "label_strategy" not in third
+
+
+def test_form_values_become_the_library_s_selection_arguments():
+    import operators
+
+    params = operators._selection_params
+    # the form's numbers: 0 means "none", the weight's default is None
+    got = params(dict(k=0, threshold=0.0, budget=0, dropped_weight=0.3))
+    assert got == dict(
+        k=None,
+        threshold=None,
+        budget=None,
+        label_strategy="auto",
+        dropped_weight=None,
+        vote_rule="majority",
+    )
+    got = params(
+        dict(label_strategy="vote", dropped_weight=0.0, vote_rule="noise")
+    )
+    assert (got["dropped_weight"], got["vote_rule"]) == (0.0, "noise")
+    assert (
+        params(dict(label_strategy="vote", dropped_weight=0.2))[
+            "dropped_weight"
+        ]
+        == 0.2
+    )
+    # hidden for other strategies: stale form values are not passed
+    got = params(
+        dict(label_strategy="weak", dropped_weight=0.2, vote_rule="noise")
+    )
+    assert (got["dropped_weight"], got["vote_rule"]) == (None, "majority")
