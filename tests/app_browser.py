@@ -81,7 +81,9 @@ class AppServer(object):
     subprocess, on a free port of 127.0.0.1, with this repository as its
     plugins folder and this process's database.
 
-    FiftyOne's database service is found by its command line, not by
+    The tests' database is named by ``FIFTYONE_DATABASE_URI`` (see
+    ``conftest.py``), which the server inherits. Without it, FiftyOne's
+    database service is found by its command line, not by
     ``FIFTYONE_DATABASE_DIR``, so the server is given the port of the
     ``mongod`` this process is connected to
     (``FIFTYONE_PRIVATE_DATABASE_PORT``, which FiftyOne sets once a
@@ -105,11 +107,13 @@ class AppServer(object):
         env.update(
             FIFTYONE_PLUGINS_DIR=self.plugins_dir,
             FIFTYONE_DO_NOT_TRACK="true",
-            FIFTYONE_PRIVATE_DATABASE_PORT=os.environ[
-                "FIFTYONE_PRIVATE_DATABASE_PORT"
-            ],
             OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
         )
+        # a database named by FIFTYONE_DATABASE_URI is inherited as it is;
+        # FiftyOne's own service, by the port this process connected to
+        port = os.environ.get("FIFTYONE_PRIVATE_DATABASE_PORT")
+        if port and "FIFTYONE_DATABASE_URI" not in os.environ:
+            env["FIFTYONE_PRIVATE_DATABASE_PORT"] = port
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [

@@ -8,13 +8,74 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
+
+def _start_test_database():
+    """Starts a mongod of our own on a free port, over a temporary folder,
+    and points FiftyOne at it with FIFTYONE_DATABASE_URI.
+
+    FiftyOne's own database service is found by its command line, not by
+    its folder: with a FiftyOne of the user's running (the demo, the App),
+    the tests would write into the user's database, and a demo started
+    while the tests run would write into theirs. A mongod named by URI is
+    shared with nobody. Without a mongod binary, FiftyOne's service over a
+    temporary folder is used, so that the database tests report why.
+    """
+    import atexit
+    import importlib.util
+    import shutil
+    import socket
+    import subprocess
+    import time
+
+    folder = tempfile.mkdtemp(prefix="dcd-test-db-")
+    # fiftyone itself must not be imported before the URI is set
+    spec = importlib.util.find_spec("fiftyone")
+    mongod = os.path.join(os.path.dirname(spec.origin), "db", "bin", "mongod")
+    if not os.access(mongod, os.X_OK):
+        os.environ.setdefault("FIFTYONE_DATABASE_DIR", folder)
+        return
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    log = os.path.join(folder, "mongod.log")
+    proc = subprocess.Popen(
+        [mongod, "--dbpath", folder, "--port", str(port)]
+        + ["--bind_ip", "127.0.0.1", "--logpath", log],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.STDOUT,
+    )
+
+    def stop():
+        proc.terminate()
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        shutil.rmtree(folder, ignore_errors=True)
+
+    atexit.register(stop)
+    deadline = time.time() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError(
+                    "The tests' mongod did not start; see %s" % log
+                ) from None
+            time.sleep(0.2)
+
+    os.environ["FIFTYONE_DATABASE_URI"] = "mongodb://127.0.0.1:%d" % port
+
+
 # must be set before fiftyone is imported
 os.environ["FIFTYONE_DO_NOT_TRACK"] = "true"
 os.environ["FIFTYONE_PLUGINS_DIR"] = ROOT
 if "FIFTYONE_DATABASE_URI" not in os.environ:
-    os.environ.setdefault(
-        "FIFTYONE_DATABASE_DIR", tempfile.mkdtemp(prefix="dcd-test-db-")
-    )
+    _start_test_database()
 
 import numpy as np
 import pytest

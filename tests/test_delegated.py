@@ -61,8 +61,9 @@ def seeded_checkpoint(tmp_path):
 
 class Launcher(object):
     """``fiftyone delegated launch`` in a subprocess. It inherits
-    ``os.environ``: FIFTYONE_DATABASE_DIR and, once this process has
-    connected, FIFTYONE_PRIVATE_DATABASE_PORT, so it uses our mongod."""
+    ``os.environ``: FIFTYONE_DATABASE_URI (or FIFTYONE_DATABASE_DIR and,
+    once this process has connected, FIFTYONE_PRIVATE_DATABASE_PORT), so
+    it uses our mongod."""
 
     def __init__(self, log_path):
         assert "FIFTYONE_PRIVATE_DATABASE_PORT" in os.environ or (
