@@ -417,8 +417,7 @@ def added_images(
         feats["pool"],
         pool["weak"],
         dropped_weight=dropped_weight,
-        queries=feats["e_sample"],
-        vote_rule=vote_rule,
+        signal=info["signal"],
     )
     rows = sel.pool_index[image]
     if np.all(weights == 1.0):

@@ -27,6 +27,7 @@ from fiftyone_dcd.selection import (
     DEFAULT_VOTE_RULE,
     FIRST_ROUND_QUANTILE,
     label_selection,
+    labels_name,
     resolve_k_threshold,
     select_nearest,
 )
@@ -1007,9 +1008,7 @@ def apply_dcd(
             say,
             predictions=preds,
         )
-        used = chosen["label_strategy"]
-        if used == "vote" and vote_rule == "noise":
-            used = "noise vote"
+        used = labels_name(chosen["label_strategy"], vote_rule)
         rows[1]["method"] = "DCD (%s%s%s)" % (
             _strategy_name(label_strategy, used),
             ", 2 rounds" if rounds == 2 else "",

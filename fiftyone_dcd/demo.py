@@ -16,7 +16,7 @@ from fiftyone_dcd.steps import default_work_dir, train_model
 from fiftyone_dcd.data.scenario import build_fashion_mnist_scenario
 from fiftyone_dcd.database import ensure_database
 from fiftyone_dcd.models import build_model
-from fiftyone_dcd.selection import DEFAULT_LABEL_STRATEGY
+from fiftyone_dcd.selection import DEFAULT_LABEL_STRATEGY, DEFAULT_VOTE_RULE
 from fiftyone_dcd.validation import check_rounds, check_selection_params
 
 logger = logging.getLogger(__name__)
@@ -31,7 +31,7 @@ def run_demo(
     k=None,
     label_strategy=DEFAULT_LABEL_STRATEGY,
     dropped_weight=None,
-    vote_rule="majority",
+    vote_rule=DEFAULT_VOTE_RULE,
     rounds=2,
     epochs=2,
     lr=0.01,

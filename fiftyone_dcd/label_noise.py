@@ -83,11 +83,10 @@ def fit(
         a :class:`NoiseModel`
     """
     classes = np.asarray(classes, dtype=object)
-    c = len(classes)
     q = _codes(classes, query_labels)
-    w = _codes(classes, np.reshape(neighbor_labels, (len(q), -1)))
-    counts = np.zeros((c, c))
-    np.add.at(counts, (np.repeat(q, w.shape[1]), w.ravel()), 1.0)
+    hist = _histogram(classes, np.reshape(neighbor_labels, (len(q), -1)))
+    counts = np.zeros((len(classes), len(classes)))
+    np.add.at(counts, q, hist)
     if prior is None:
         prior = _prior(counts, strength)
 
@@ -97,16 +96,18 @@ def fit(
 def vote(model, neighbor_labels):
     """For each row of ``neighbor_labels`` (``(S, K)`` weak labels), the
     class that makes them most probable under ``model``."""
-    return model.classes[_scores(model, neighbor_labels).argmax(axis=1)]
+    hist = _histogram(model.classes, neighbor_labels)
+
+    return model.classes[(hist @ model.log_likelihood.T).argmax(axis=1)]
 
 
-def _scores(model, neighbor_labels):
-    c = len(model.classes)
-    w = _codes(model.classes, neighbor_labels)
-    hist = np.zeros((len(w), c))
+def _histogram(classes, neighbor_labels):
+    """``(S, C)`` counts of each class among each row's labels."""
+    w = _codes(classes, neighbor_labels)
+    hist = np.zeros((len(w), len(classes)))
     np.add.at(hist, (np.repeat(np.arange(len(w)), w.shape[1]), w.ravel()), 1)
 
-    return hist @ model.log_likelihood.T
+    return hist
 
 
 def leave_one_out_vote(model, query_labels, neighbor_labels):
@@ -114,10 +115,7 @@ def leave_one_out_vote(model, query_labels, neighbor_labels):
     own neighbours' votes are taken out of its class's counts, so that
     its accuracy is not that of a model that has seen the answer."""
     q = _codes(model.classes, query_labels)
-    w = _codes(model.classes, neighbor_labels)
-    c = len(model.classes)
-    hist = np.zeros((len(w), c))
-    np.add.at(hist, (np.repeat(np.arange(len(w)), w.shape[1]), w.ravel()), 1)
+    hist = _histogram(model.classes, neighbor_labels)
     scores = hist @ model.log_likelihood.T
     # the row of each image's own class without its votes; the prior,
     # fitted on all of E_sample, is kept (one number, the share of
@@ -125,6 +123,6 @@ def leave_one_out_vote(model, query_labels, neighbor_labels):
     # moves; refitting it per image would cost C^2 per image)
     own = model.counts[q] - hist + model.prior[q]
     own = np.log(own / own.sum(axis=1, keepdims=True))
-    scores[np.arange(len(w)), q] = np.sum(hist * own, axis=1)
+    scores[np.arange(len(q)), q] = np.sum(hist * own, axis=1)
 
     return model.classes[scores.argmax(axis=1)]

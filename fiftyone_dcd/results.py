@@ -5,6 +5,7 @@ display, and the views a curation team inspects after it.
 
 from fiftyone_dcd.naming import RunNames
 from fiftyone_dcd.runs import load_run
+from fiftyone_dcd.selection import labels_name
 
 #: the views of a run that :func:`run_view` returns
 RUN_VIEWS = ("e_sample", "heldout", "debug_train")
@@ -149,7 +150,10 @@ def summary_markdown(summary):
         lines[0] += " (k=%s, threshold=%s, labels: %s, rounds: %s)" % (
             sel.get("k"),
             "-" if sel.get("threshold") is None else "%.4g" % sel["threshold"],
-            _labels_used(sel),
+            labels_name(
+                sel.get("label_strategy_used") or sel.get("label_strategy"),
+                sel.get("vote_rule"),
+            ),
             sel.get("rounds"),
         )
 
@@ -239,11 +243,3 @@ def accuracy_traces(summary):
             ("debug-heldout", "heldout acc"),
         )
     ]
-
-
-def _labels_used(sel):
-    used = sel.get("label_strategy_used") or sel.get("label_strategy")
-    if used == "vote" and sel.get("vote_rule") == "noise":
-        return "noise vote"
-
-    return used

@@ -418,6 +418,24 @@ def majority_labels(neighbor_labels: np.ndarray) -> np.ndarray:
     return values[score.argmax(axis=1)]
 
 
+def labels_name(strategy, vote_rule=DEFAULT_VOTE_RULE):
+    """How a run names the labels it used: the strategy, or ``"noise
+    vote"`` for the vote under the ``"noise"`` rule."""
+    if strategy == "vote" and vote_rule == "noise":
+        return "noise vote"
+
+    return strategy
+
+
+def check_vote_rule(vote_rule):
+    """Raises ``ValueError`` unless ``vote_rule`` is one of
+    :data:`VOTE_RULES`."""
+    if vote_rule not in VOTE_RULES:
+        raise ValueError(
+            "Unknown vote rule %r; use one of %s" % (vote_rule, VOTE_RULES)
+        )
+
+
 def neighbor_vote(
     vectors: np.ndarray,
     pool: np.ndarray,
@@ -453,7 +471,11 @@ def neighbor_vote(
 
 
 def fit_noise_model(
-    queries, query_labels, pool, pool_labels, num_neighbors=20
+    queries,
+    query_labels,
+    pool,
+    pool_labels,
+    num_neighbors=DEFAULT_NUM_NEIGHBORS,
 ):
     """The :class:`fiftyone_dcd.label_noise.NoiseModel` of the weak labels
     of the pool images nearest to E_sample (``queries``, labelled
@@ -518,6 +540,7 @@ def label_signal_accuracies(
     Returns:
         a dict with ``query`` (None with a single query) and ``vote``
     """
+    check_vote_rule(vote_rule)
     query_labels = np.asarray(query_labels, dtype=object)
     out = {"query": None}
     if len(queries) >= 2:
@@ -669,13 +692,11 @@ def label_selection(
 
     Returns:
         ``(labels, keep, info)``: see :func:`assign_labels` and
-        :func:`resolve_label_strategy`
+        :func:`resolve_label_strategy`; info also has ``signal``, the
+        labels the weak labels were checked against under ``"vote"`` (see
+        :func:`filter_signal`), else None
     """
-    if vote_rule not in VOTE_RULES:
-        raise ValueError(
-            "Unknown vote rule %r; use one of %s" % (vote_rule, VOTE_RULES)
-        )
-
+    check_vote_rule(vote_rule)
     query_labels = np.asarray(query_labels, dtype=object)
     pool_labels = np.asarray(pool_labels, dtype=object)
     strategy, info = resolve_label_strategy(
@@ -704,6 +725,7 @@ def label_selection(
     labels, keep = assign_labels(
         strategy, pool_labels[rows], query_labels[selection.query_index], votes
     )
+    info["signal"] = votes
 
     return labels, keep, info
 
@@ -737,11 +759,7 @@ def filter_signal(
             "signal, got %r" % (strategy,)
         )
 
-    if vote_rule not in VOTE_RULES:
-        raise ValueError(
-            "Unknown vote rule %r; use one of %s" % (vote_rule, VOTE_RULES)
-        )
-
+    check_vote_rule(vote_rule)
     if not len(rows):
         return np.zeros(0, dtype=object)
 
@@ -834,6 +852,7 @@ def training_targets(
     num_neighbors=DEFAULT_NUM_NEIGHBORS,
     queries=None,
     vote_rule=DEFAULT_VOTE_RULE,
+    signal=None,
 ):
     """The ``(image, label, weight)`` training targets of a labelled
     selection (see :func:`label_selection`).
@@ -856,6 +875,8 @@ def training_targets(
         num_neighbors (20): the voting neighbours
         queries (None), vote_rule ("majority"): as for
             :func:`label_selection`
+        signal (None): the vote labels of the selection, if known (the
+            ``signal`` :func:`label_selection` returns); else computed
 
     Returns:
         ``(image, label, weight)`` parallel arrays; ``image`` indexes the
@@ -867,15 +888,16 @@ def training_targets(
         kept = np.flatnonzero(keep)
         return kept, np.asarray(labels, dtype=object)[kept], np.ones(len(kept))
 
-    signal = filter_signal(
-        strategy,
-        selection,
-        query_labels,
-        pool,
-        pool_labels,
-        num_neighbors,
-        queries=queries,
-        vote_rule=vote_rule,
-    )
+    if signal is None:
+        signal = filter_signal(
+            strategy,
+            selection,
+            query_labels,
+            pool,
+            pool_labels,
+            num_neighbors,
+            queries=queries,
+            vote_rule=vote_rule,
+        )
 
     return soft_targets(labels, signal, keep, dropped_weight)

@@ -454,6 +454,7 @@ def select_debug_train(
         label_strategy, sel, Q, q_labels, X, weak_labels, vote_rule=vote_rule
     )
     label_strategy = strategy_info["label_strategy"]
+    signal = strategy_info.pop("signal")
     # only vote labels are weighted; None is the default weight, 0 none
     used_weight = resolve_dropped_weight(dropped_weight, label_strategy)
     weighted = used_weight is not None
@@ -465,9 +466,8 @@ def select_debug_train(
         q_labels,
         X,
         weak_labels,
-        dropped_weight=used_weight or 0,
-        queries=Q,
-        vote_rule=vote_rule,
+        dropped_weight=dropped_weight,
+        signal=signal,
     )
     if not len(image):
         hint = "raise k or the threshold"

@@ -13,8 +13,9 @@ import fiftyone.core.media as fom
 
 from fiftyone_dcd.selection import (
     DEFAULT_DROPPED_WEIGHT,
+    DEFAULT_VOTE_RULE,
     LABEL_STRATEGIES,
-    VOTE_RULES,
+    check_vote_rule,
 )
 
 
@@ -412,7 +413,7 @@ def check_selection_params(
     label_strategy,
     quantile=None,
     dropped_weight=None,
-    vote_rule="majority",
+    vote_rule=DEFAULT_VOTE_RULE,
 ):
     """Raises ``ValueError`` for selection parameters out of range."""
     if k is not None and (not _is_int(k) or k < 1):
@@ -453,12 +454,11 @@ def check_selection_params(
             % (label_strategy, LABEL_STRATEGIES)
         )
 
-    if vote_rule not in VOTE_RULES:
-        raise ValueError(
-            "Unknown vote rule %r; use one of %s" % (vote_rule, VOTE_RULES)
-        )
-
-    if vote_rule != "majority" and label_strategy not in ("vote", "auto"):
+    check_vote_rule(vote_rule)
+    if vote_rule != DEFAULT_VOTE_RULE and label_strategy not in (
+        "vote",
+        "auto",
+    ):
         raise ValueError(
             "vote_rule applies to the 'vote' label strategy (and to 'auto' "
             "when it picks vote), not %r; leave it 'majority', or use "
