@@ -44,6 +44,7 @@ from fiftyone_dcd.selection import (
     DEFAULT_DROPPED_WEIGHT,
     DEFAULT_LABEL_STRATEGY,
     DEFAULT_QUANTILE,
+    DEFAULT_VOTE_RULE,
     FIRST_ROUND_QUANTILE,
     LABEL_STRATEGIES,
     label_selection,
@@ -80,17 +81,18 @@ BASELINES = ("E_sample only", "E_sample + random pool", "E_sample + all of F")
 ORACLE = "oracle: every E image of F, true labels"
 STRATEGIES = LABEL_STRATEGIES
 
-#: the weight of each label of an image the vote doubts
+#: the weight of each label of an image the majority vote doubts
 #: (``fiftyone_dcd.selection.soft_targets``), the library's default
 SOFT_WEIGHT = DEFAULT_DROPPED_WEIGHT
 
 #: the DCD settings the ablations vary from, and whose selection size the
-#: random baseline matches: the library's defaults
+#: random baseline matches: the library's defaults (a spec without
+#: ``dropped_weight`` takes the library's default for the vote rule used)
 DEFAULT_DCD = {
     "strategy": DEFAULT_LABEL_STRATEGY,
     "quantile": DEFAULT_QUANTILE,
     "rounds": 2,
-    "dropped_weight": SOFT_WEIGHT,
+    "vote_rule": DEFAULT_VOTE_RULE,
 }
 
 
@@ -417,6 +419,8 @@ def added_images(
         feats["pool"],
         pool["weak"],
         dropped_weight=dropped_weight,
+        queries=feats["e_sample"],
+        vote_rule=info["vote_rule"],
         signal=info["signal"],
     )
     rows = sel.pool_index[image]
@@ -433,6 +437,8 @@ def added_images(
         ),
         "label_strategy": info["label_strategy"],
         "label_signal_accuracies": info["label_signal_accuracies"],
+        "vote_rule": info["vote_rule"],
+        "vote_rule_accuracies": info["vote_rule_accuracies"],
         "weights": weights,
     }
 
@@ -526,10 +532,26 @@ class Results:
         return row
 
 
+#: the version of the library's automatic label choices (the ``"auto"``
+#: strategy and vote rule, ``fiftyone_dcd.selection.choose_label_strategy``
+#: and ``choose_vote_rule``): part of the key of every result that relies
+#: on them, so that a change of the rules runs exactly those again
+AUTO_VERSION = 2
+
+
+def _uses_auto(spec):
+    spec = spec.get("match", spec)
+    return spec.get("strategy") == "auto" or spec.get("vote_rule") == "auto"
+
+
 def spec_key(spec, scenario, seed, group):
-    return dict(
+    key = dict(
         spec, scenario=scenario["name"], seed=seed, group=group, model=MODEL
     )
+    if _uses_auto(spec):
+        key["auto_version"] = AUTO_VERSION
+
+    return key
 
 
 def run_methods(results, scenario, seed, methods, group):
@@ -667,7 +689,7 @@ def dcd_selection(ctx, spec):
     if spec.get("rounds", 1) == 2:
         strategy1 = spec.get("strategy", "weak")
         strategy1 = "weak" if strategy1 == "query" else strategy1
-        vote_rule = spec.get("vote_rule", "majority")
+        vote_rule = spec.get("vote_rule", DEFAULT_VOTE_RULE)
         first = ("round1", fname, strategy1, vote_rule)
         if first not in ctx["nets"]:
             t = time.time()
@@ -719,9 +741,9 @@ def dcd_selection(ctx, spec):
         sel,
         spec.get("strategy", "weak"),
         feats,
-        # a spec without the key drops what the filter doubts
-        dropped_weight=spec.get("dropped_weight", 0),
-        vote_rule=spec.get("vote_rule", "majority"),
+        # a spec without the key takes the library's default
+        dropped_weight=spec.get("dropped_weight"),
+        vote_rule=spec.get("vote_rule", DEFAULT_VOTE_RULE),
     )
     extra.update(purity)
 
@@ -748,9 +770,12 @@ def _label(spec):
 
 def _dcd(**over):
     """A DCD spec: :data:`DEFAULT_DCD` with ``over``; a setting given as
-    None is left out (no dropped_weight: the filter's doubted images are
-    dropped)."""
+    None is left out (no ``dropped_weight``: the library's default), and
+    so are the vote's settings under strategies that do not vote."""
     spec = dict({"method": "DCD"}, **dict(DEFAULT_DCD, **over))
+    if spec.get("strategy") not in ("vote", "auto"):
+        spec.pop("vote_rule", None)
+        spec.pop("dropped_weight", None)
     return {k: v for k, v in spec.items() if v is not None}
 
 
@@ -758,36 +783,42 @@ def _settings(spec):
     return {k: v for k, v in spec.items() if k != "method"}
 
 
-#: the default without the doubted images: the filter alone
-FILTER_ONLY = _dcd(dropped_weight=None)
+#: the default without the images the vote doubts: the filter alone
+FILTER_ONLY = _dcd(dropped_weight=0)
 
-#: the default with the noise vote (``fiftyone_dcd.label_noise``)
+#: the default with each vote rule forced, each with its default weight
+#: of doubted images (0.3 under the majority vote, none under the noise
+#: vote, ``fiftyone_dcd.selection.resolve_dropped_weight``)
+MAJORITY_VOTE = _dcd(vote_rule="majority")
 NOISE_VOTE = _dcd(vote_rule="noise")
+
+#: the two-round variants, each against a random pool of as many images
+VARIANTS = (FILTER_ONLY, MAJORITY_VOTE, NOISE_VOTE)
 
 
 def main_methods():
     return (
         [{"method": "before"}]
         # each strategy in one round, as a filter; two rounds for the
-        # default, and the default without the doubted images
-        + [_dcd(strategy=s, rounds=1, dropped_weight=None) for s in STRATEGIES]
-        + [FILTER_ONLY, _dcd()]
+        # default and its variants
+        + [_dcd(strategy=s, rounds=1, dropped_weight=0) for s in STRATEGIES]
+        + [_dcd()]
         + [
             {"method": "E_sample only"},
             {"method": "E_sample + random pool", "match": _dcd()},
             {"method": "E_sample + all of F"},
             {"method": ORACLE},
-            # each variant against a random pool of as many images
-            {
-                "method": "E_sample + random pool",
-                "match": _settings(FILTER_ONLY),
-            },
-            # the vote of a noise model fitted on E_sample
-            NOISE_VOTE,
-            {
-                "method": "E_sample + random pool",
-                "match": _settings(NOISE_VOTE),
-            },
+        ]
+        + [
+            spec
+            for variant in VARIANTS
+            for spec in (
+                variant,
+                {
+                    "method": "E_sample + random pool",
+                    "match": _settings(variant),
+                },
+            )
         ]
     )
 
@@ -796,7 +827,7 @@ def ablation_methods():
     """Method specs of the ablations, all on the default scenario; each
     changes one setting of :data:`DEFAULT_DCD`."""
     # near the paper
-    out = [_dcd(rounds=1, strategy="weak", quantile=0.5, dropped_weight=None)]
+    out = [_dcd(rounds=1, strategy="weak", quantile=0.5)]
     for f in ("other_data", "untrained"):
         out.append(_dcd(features=f))
     for k in (10, 20, 50, 100):

@@ -30,18 +30,20 @@ TARGET_GAIN = 0.15
 
 
 def dcd_name(spec):
-    """``DCD (<strategy>[, 2 rounds][, doubted x<w>])``."""
+    """``DCD (<strategy>[, 2 rounds][, <rule> vote][, doubted ...])``: the
+    vote rule where one is forced, the weight of doubted images where one
+    is given to a two-round run (one-round rows are the filters alone)."""
     rounds = spec.get("rounds", 1)
-    return "DCD (%s%s%s%s)" % (
-        spec.get("strategy", "weak"),
-        ", %d rounds" % rounds if rounds > 1 else "",
-        (
-            ", doubted x%g" % spec["dropped_weight"]
-            if spec.get("dropped_weight") is not None
-            else ""
-        ),
-        ", noise vote" if spec.get("vote_rule") == "noise" else "",
-    )
+    parts = [spec.get("strategy", "weak")]
+    if rounds > 1:
+        parts.append("%d rounds" % rounds)
+    if spec.get("vote_rule") in ("majority", "noise"):
+        parts.append("%s vote" % spec["vote_rule"])
+    w = spec.get("dropped_weight")
+    if rounds > 1 and w is not None:
+        parts.append("doubted x%g" % w if w else "doubted dropped")
+
+    return "DCD (%s)" % ", ".join(parts)
 
 
 RANDOM = "E_sample + random pool"
@@ -249,21 +251,28 @@ def write_report(results_path, out_dir, seeds=S.SEEDS, quick=False):
         "in its features. Label strategies: `weak` trains on the pool's "
         "weak labels, `query` on the label of the E_sample image that found "
         "the image, `agree` keeps weak labels equal to that query's, `vote` "
-        "keeps weak labels equal to the majority weak label of the image's "
-        "%d nearest pool images, and `auto` (the default) picks `vote` or "
-        "`agree`, whichever signal predicts E_sample's own labels better "
-        "(leave one out). The one-round rows of each strategy are these "
-        "filters alone. The default, `DCD (auto, 2 rounds, doubted x%g)`, "
-        "also keeps, under `vote` labels, the images the vote doubts (their "
-        "weak label differs from the vote), at weight %g on both their weak "
-        "label and the vote's (`fiftyone_dcd.selection.training_targets`; "
-        "`dropped_weight` in the API; under `agree` nothing changes); "
-        "`DCD (auto, 2 rounds)` is the same without them, and `noise "
-        "vote` the default with the neighbours voting through a model of "
-        'the label noise fitted on E_sample (`vote_rule="noise"`, '
-        "`fiftyone_dcd.label_noise`: the class whose pattern of "
-        "neighbours' weak labels best explains them), in both rounds and "
-        "in `auto`'s check. "
+        "keeps weak labels equal to the vote of the image's %d nearest "
+        "pool images, and `auto` (the default) takes `vote` unless "
+        "`agree`'s signal predicts E_sample's own labels better by more "
+        "than one standard error of the paired difference (leave one out; "
+        "`fiftyone_dcd.selection.choose_label_strategy`). The vote is the "
+        "neighbours' majority weak label (`majority vote`), or the class "
+        "whose pattern of neighbours' weak labels best explains them under "
+        "a model of the label noise fitted on E_sample (`noise vote`, "
+        '`fiftyone_dcd.label_noise`); by default (`vote_rule="auto"`) '
+        "the noise vote where it predicts E_sample's labels better than "
+        "the majority by more than one standard error "
+        "(`fiftyone_dcd.selection.choose_vote_rule`), in both rounds. The "
+        "one-round rows of each strategy are these filters alone. Under the "
+        "majority vote, two-round runs also keep the images the vote doubts "
+        "(their weak label differs from the vote), at weight %g on both "
+        "their weak label and the vote's "
+        "(`fiftyone_dcd.selection.training_targets`; `dropped_weight` in "
+        "the API); under the noise vote they are dropped, and under "
+        "`agree` nothing changes. The default is `DCD (auto, 2 rounds)`; "
+        "`doubted dropped` is the default without the doubted images, "
+        "`majority vote` and `noise vote` the default with that vote rule "
+        "forced (the first is the previous default). "
         "Accuracies are mean ± std over seeds, in percent."
         % (
             ", ".join(map(str, S.SEEDS)),
@@ -273,7 +282,6 @@ def write_report(results_path, out_dir, seeds=S.SEEDS, quick=False):
             S.DEFAULT_QUANTILE,
             S.FIRST_ROUND_QUANTILE,
             DEFAULT_NUM_NEIGHBORS,
-            S.SOFT_WEIGHT,
             S.SOFT_WEIGHT,
         ),
         "",
@@ -331,15 +339,24 @@ def _torch_version():
 
 
 def _auto_choices(methods):
-    """What the ``auto`` strategy chose, seed by seed."""
+    """What the default's automatic choices were, seed by seed: the label
+    strategy, and the vote rule where the vote was used."""
     by_seed = methods.get(DEFAULT_NAME, {})
-    chose = [r.get("label_strategy") for r in by_seed.values()]
+    chose = [
+        r.get("label_strategy")
+        + (
+            " (%s vote)" % r["vote_rule"]
+            if r.get("label_strategy") == "vote" and r.get("vote_rule")
+            else ""
+        )
+        for r in by_seed.values()
+    ]
     if not chose or "auto" not in DEFAULT_NAME:
         return []
 
     counts = {c: chose.count(c) for c in sorted(set(chose), key=str)}
     return [
-        "The default's `auto` strategy chose %s."
+        "The default's `auto` choices: %s."
         % ", ".join(
             "`%s` in %d of %d seeds" % (c, k, len(chose))
             for c, k in counts.items()

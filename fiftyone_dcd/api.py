@@ -234,8 +234,8 @@ def _first_round(
     round 1 replaces by ``"weak"``); nothing is written to the dataset.
 
     Returns:
-        ``(copy, info)``: info has ``num_images``, ``label_strategy`` and
-        ``label_strategy_auto``
+        ``(copy, info)``: info has ``num_images``, ``label_strategy``,
+        ``label_strategy_auto``, ``vote_rule`` and ``vote_rule_auto``
     """
     train, pool, e_sample = views["train"], views["pool"], views["e_sample"]
     pool_ids, X = load_embeddings(pool, embeddings_field)
@@ -279,6 +279,8 @@ def _first_round(
         num_images=len(first),
         label_strategy=info["label_strategy"],
         label_strategy_auto=info["label_strategy_auto"],
+        vote_rule=info["vote_rule"],
+        vote_rule_auto=info["vote_rule_auto"],
     )
 
     return tuned, info
@@ -693,9 +695,9 @@ def apply_dcd(
             ``"weak"`` (their weak label), ``"query"`` (the label of the
             E_sample image that found them), ``"agree"`` (weak labels,
             only where they equal the query's), ``"vote"`` (weak labels,
-            only where they equal the majority weak label of the image's
-            nearest pool images) or ``"auto"`` (``"vote"`` or ``"agree"``,
-            whichever signal predicts E_sample's own labels better, leave
+            only where they equal the vote of the image's nearest pool
+            images) or ``"auto"`` (``"vote"``, or ``"agree"`` where its
+            signal predicts E_sample's own labels clearly better, leave
             one out; the run records the choice)
         quantile (None): for an automatic threshold, the share of E's own
             images it aims to reach; None is
@@ -704,12 +706,18 @@ def apply_dcd(
             selected images whose weak label the vote contradicts, on both
             labels at this weight in ``[0, 0.5]`` (see
             :func:`fiftyone_dcd.steps.select_debug_train`); None is
-            :data:`fiftyone_dcd.selection.DEFAULT_DROPPED_WEIGHT`, 0 drops
-            them
-        vote_rule ("majority"): how the vote strategy's neighbours vote:
-            ``"majority"`` or ``"noise"``, the class whose weak-label
-            pattern, estimated on E_sample, best explains them (see
-            :mod:`fiftyone_dcd.label_noise`); also in round 1
+            the vote rule's default
+            (:func:`fiftyone_dcd.selection.resolve_dropped_weight`:
+            :data:`fiftyone_dcd.selection.DEFAULT_DROPPED_WEIGHT` under
+            the majority vote, none under the noise vote), 0 drops them
+        vote_rule ("auto"): how the vote strategy's neighbours vote:
+            ``"majority"`` (their most frequent weak label), ``"noise"``
+            (the class whose weak-label pattern, estimated on E_sample,
+            best explains them, see :mod:`fiftyone_dcd.label_noise`) or
+            ``"auto"`` (the noise vote where it predicts E_sample's labels
+            clearly better, see
+            :func:`fiftyone_dcd.selection.choose_vote_rule`; the run
+            records the choice); also in round 1
         rounds (2): 1 selects once, in the features of the model under
             debug (or ``embeddings_model``); 2 first fine-tunes a copy of
             the model on a first selection (the automatic threshold of
@@ -1008,7 +1016,7 @@ def apply_dcd(
             say,
             predictions=preds,
         )
-        used = labels_name(chosen["label_strategy"], vote_rule)
+        used = labels_name(chosen["label_strategy"], chosen["vote_rule"])
         rows[1]["method"] = "DCD (%s%s%s)" % (
             _strategy_name(label_strategy, used),
             ", 2 rounds" if rounds == 2 else "",
@@ -1040,6 +1048,8 @@ def apply_dcd(
             quantile=quantile,
             dropped_weight=chosen["dropped_weight"],
             vote_rule=vote_rule,
+            vote_rule_used=chosen["vote_rule"],
+            vote_rule_auto=chosen["vote_rule_auto"],
             num_weighted=chosen["num_weighted"],
             rounds=rounds,
             first_round=first_round,

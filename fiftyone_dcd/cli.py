@@ -156,14 +156,16 @@ def main(argv=None):
         type=float,
         default=None,
         help="with vote labels, the weight (0-0.5) of each of the two "
-        "labels of an image the vote doubts; 0 drops them (default: %g)"
+        "labels of an image the vote doubts; 0 drops them (default: %g "
+        "under the majority vote, 0 under the noise vote)"
         % DEFAULT_DROPPED_WEIGHT,
     )
     p.add_argument(
         "--vote-rule",
         choices=VOTE_RULES,
         default=DEFAULT_VOTE_RULE,
-        help="how the vote label strategy's neighbours vote "
+        help="how the vote label strategy's neighbours vote; auto: the "
+        "noise vote where it predicts E_sample's labels clearly better "
         "(default: %(default)s)",
     )
     p.add_argument(

@@ -26,6 +26,8 @@ SELECTION_SETTINGS = (
     "quantile",
     "dropped_weight",
     "vote_rule",
+    "vote_rule_used",
+    "vote_rule_auto",
     "num_weighted",
     "rounds",
     "first_round",
@@ -152,7 +154,7 @@ def summary_markdown(summary):
             "-" if sel.get("threshold") is None else "%.4g" % sel["threshold"],
             labels_name(
                 sel.get("label_strategy_used") or sel.get("label_strategy"),
-                sel.get("vote_rule"),
+                sel.get("vote_rule_used") or sel.get("vote_rule"),
             ),
             sel.get("rounds"),
         )
@@ -165,7 +167,11 @@ def summary_markdown(summary):
 
     auto = [
         sel.get(k)
-        for k in ("chosen_automatically", "label_strategy_auto")
+        for k in (
+            "chosen_automatically",
+            "vote_rule_auto",
+            "label_strategy_auto",
+        )
         if sel.get(k)
     ]
     if auto:

@@ -370,13 +370,15 @@ def select_debug_train(
             weak label and on the vote's, each with this weight in
             ``[0, 0.5]`` (see
             :func:`fiftyone_dcd.selection.training_targets`); None is
-            :data:`fiftyone_dcd.selection.DEFAULT_DROPPED_WEIGHT`, 0 drops
-            them. Stored on the assigned label as ``dcd_weight``,
+            the vote rule's default (see
+            :func:`fiftyone_dcd.selection.resolve_dropped_weight`), 0
+            drops them. Stored on the assigned label as ``dcd_weight``,
             ``dcd_second_label`` and ``dcd_second_weight``
-        vote_rule ("majority"): how the ``"vote"`` strategy's neighbours
-            vote: ``"majority"`` or ``"noise"`` (the class whose
-            weak-label pattern, estimated on E_sample, best explains
-            them; see :mod:`fiftyone_dcd.label_noise`)
+        vote_rule ("auto"): how the ``"vote"`` strategy's neighbours
+            vote: ``"majority"``, ``"noise"`` (the class whose weak-label
+            pattern, estimated on E_sample, best explains them; see
+            :mod:`fiftyone_dcd.label_noise`) or ``"auto"`` (see
+            :func:`fiftyone_dcd.selection.choose_vote_rule`)
         run_key ("dcd"): the run key
         overwrite (False): whether to replace this run's earlier selection
         return_info (False): whether to also return what was chosen
@@ -393,7 +395,9 @@ def select_debug_train(
         ``label_strategy`` (the one used), ``label_strategy_auto`` (why
         ``"auto"`` chose it, or None), ``label_signal_accuracies``,
         ``dropped_weight`` (the weight used, else the one given),
-        ``num_weighted`` (the images the vote doubts) and ``vote_rule``
+        ``num_weighted`` (the images the vote doubts), ``vote_rule`` (the
+        one used), ``vote_rule_auto`` (why ``"auto"`` chose it, or None)
+        and ``vote_rule_accuracies``
     """
     ensure_database()
     val.check_collection(e_sample, "E_sample")
@@ -456,7 +460,9 @@ def select_debug_train(
     label_strategy = strategy_info["label_strategy"]
     signal = strategy_info.pop("signal")
     # only vote labels are weighted; None is the default weight, 0 none
-    used_weight = resolve_dropped_weight(dropped_weight, label_strategy)
+    used_weight = resolve_dropped_weight(
+        dropped_weight, label_strategy, strategy_info["vote_rule"]
+    )
     weighted = used_weight is not None
     image, target, weight = training_targets(
         label_strategy,
@@ -467,6 +473,8 @@ def select_debug_train(
         X,
         weak_labels,
         dropped_weight=dropped_weight,
+        queries=Q,
+        vote_rule=strategy_info["vote_rule"],
         signal=signal,
     )
     if not len(image):
@@ -510,7 +518,6 @@ def select_debug_train(
             num_selected=len(ids),
             num_weighted=int(np.sum(weight < 1.0)) // 2,
             dropped_weight=used_weight if weighted else dropped_weight,
-            vote_rule=vote_rule,
             **strategy_info,
         )
         dataset.save_view(
@@ -565,7 +572,15 @@ def _describe_selection(info, label_strategy):
         text += " (dropped_weight %g unused: it applies to vote labels)" % (
             info["dropped_weight"]
         )
-    auto = [a for a in (info["auto"], info.get("label_strategy_auto")) if a]
+    auto = [
+        a
+        for a in (
+            info["auto"],
+            info.get("label_strategy_auto"),
+            info.get("vote_rule_auto") if label_strategy == "vote" else None,
+        )
+        if a
+    ]
     if auto:
         text += " (chosen: %s)" % "; ".join(auto)
 

@@ -461,8 +461,9 @@ def check_selection_params(
     ):
         raise ValueError(
             "vote_rule applies to the 'vote' label strategy (and to 'auto' "
-            "when it picks vote), not %r; leave it 'majority', or use "
-            "label_strategy='vote'" % (label_strategy,)
+            "when it picks vote), not %r; leave it at its default (%r), "
+            "or use label_strategy='vote'"
+            % (label_strategy, DEFAULT_VOTE_RULE)
         )
 
     if dropped_weight is not None:

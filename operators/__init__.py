@@ -257,8 +257,8 @@ def _selection_inputs(ctx, inputs):
         "two agree; vote: weak labels where they equal the vote of the "
         "image's nearest pool images (see the vote rule), the others at a "
         "lower weight; auto: "
-        "vote or agree, "
-        "whichever predicts E_sample's own labels better",
+        "vote, or agree where its signal predicts E_sample's own labels "
+        "clearly better",
         view=types.DropdownView(),
     )
     if _weighs_doubted(ctx.params):
@@ -271,7 +271,8 @@ def _selection_inputs(ctx, inputs):
             "image's nearest pool images; noise: the class whose pattern "
             "of neighbours' weak labels, estimated on E_sample, best "
             "explains them (for noise that mistakes a class for a few "
-            "others)",
+            "others); auto: noise where it predicts E_sample's own labels "
+            "clearly better, else majority",
             view=types.DropdownView(),
         )
         inputs.float(
@@ -280,7 +281,8 @@ def _selection_inputs(ctx, inputs):
             label="Weight of doubted images",
             description="with vote labels: also train, at this weight (0 "
             "to 0.5) on both labels, on the selected images whose weak "
-            "label the vote contradicts; 0 drops them",
+            "label the vote contradicts; 0 drops them. Left at %g, the "
+            "noise vote drops them" % DEFAULT_DROPPED_WEIGHT,
         )
 
 

@@ -45,18 +45,48 @@ def brute_force_vote(vectors, pool, weak, exclude=None, num_neighbors=20):
     return out
 
 
+def _beats(challenger, default):
+    """More right answers by over one standard error of the paired
+    difference, written out."""
+    d = [float(c) - float(x) for c, x in zip(challenger, default)]
+    n = len(d)
+    mean = sum(d) / n
+    sd = (sum((x - mean) ** 2 for x in d) / (n - 1)) ** 0.5
+
+    return mean > sd / n**0.5
+
+
 def brute_force_auto(Q, q_labels, P, weak):
-    """The strategy ``"auto"`` picks: vote if the pool's vote predicts
-    E_sample's labels better than the nearest other E_sample image."""
+    """The vote rule and strategy ``"auto"`` picks: the noise vote (its
+    model refitted without each E_sample image) where it beats the
+    majority vote on E_sample by over a standard error; then vote, unless
+    the nearest other E_sample image's label beats the vote so. Returns
+    ``(strategy, vote rule, query accuracy, vote accuracy)``."""
+    from fiftyone_dcd import label_noise
+
     d = np.linalg.norm(Q[:, None].astype(np.float64) - Q[None], axis=2)
     np.fill_diagonal(d, np.inf)
-    a_q = np.mean(
-        [q_labels[j] == lab for j, lab in zip(d.argmin(1), q_labels)]
-    )
-    votes = brute_force_vote(Q, P, weak)
-    a_v = np.mean([v == lab for v, lab in zip(votes, q_labels)])
+    c_q = [q_labels[j] == lab for j, lab in zip(d.argmin(1), q_labels)]
+    c_maj = [
+        v == lab for v, lab in zip(brute_force_vote(Q, P, weak), q_labels)
+    ]
+    w = np.asarray(weak, dtype=object)
+    d_p = np.linalg.norm(Q[:, None].astype(np.float64) - P[None], axis=2)
+    nb = w[np.argsort(d_p, axis=1, kind="stable")[:, :20]]
+    classes = np.unique(np.concatenate([w, q_labels]))
+    c_noise = []
+    for i, lab in enumerate(q_labels):
+        rest = [j for j in range(len(q_labels)) if j != i]
+        full = label_noise.fit(q_labels, nb, classes)
+        alone = label_noise.fit(
+            [q_labels[j] for j in rest], nb[rest], classes, prior=full.prior
+        )
+        c_noise.append(label_noise.vote(alone, nb[i : i + 1])[0] == lab)
+    rule = "noise" if _beats(c_noise, c_maj) else "majority"
+    c_v = c_noise if rule == "noise" else c_maj
+    strategy = "agree" if _beats(c_q, c_v) else "vote"
 
-    return ("vote" if a_v > a_q else "agree"), a_q, a_v
+    return strategy, rule, float(np.mean(c_q)), float(np.mean(c_v))
 
 
 def hand_accuracy(view, pred_field):
@@ -114,18 +144,19 @@ def test_apply_dcd_selects_brute_force_neighbours(
     found = brute_force_selection(Q, q_ids, P, p_ids, k)
     weak_of = dict(zip(p_ids, weak_all))
     label_of = dict(zip(q_ids, q_labels))
-    strategy, a_q, a_v = brute_force_auto(Q, q_labels, P, weak_all)
+    strategy, rule, a_q, a_v = brute_force_auto(Q, q_labels, P, weak_all)
     if strategy == "agree":
         signal = {i: label_of[v[1]] for i, v in found.items()}
     else:
         rows = [p_ids.index(i) for i in found]
+        assert rule == "majority"  # the noise vote is checked elsewhere
         signal = dict(
             zip(found, brute_force_vote(P[rows], P, weak_all, exclude=rows))
         )
     kept = {i for i in found if weak_of[i] == signal[i]}
     assert 0 < len(kept) < len(found)
-    # under vote labels the images the vote doubts stay at weight 0.3 (the
-    # default); agree drops them
+    # under the majority vote's labels the images it doubts stay at weight
+    # 0.3 (the default); agree drops them
     weighted = strategy == "vote"
     expected = {i: v for i, v in found.items() if weighted or i in kept}
     config = result["config"]
@@ -135,6 +166,9 @@ def test_apply_dcd_selects_brute_force_neighbours(
         {"query": a_q, "vote": a_v}
     )
     assert "%.0f%%" % (100 * a_v) in config["label_strategy_auto"]
+    assert config["vote_rule"] == "auto"
+    assert config["vote_rule_used"] == rule
+    assert "vote rule %s" % rule in config["vote_rule_auto"]
     dcd_name = "DCD (auto: %s, 2 rounds%s)" % (
         strategy,
         ", doubted x0.3" if weighted else "",
@@ -219,6 +253,8 @@ def test_apply_dcd_selects_brute_force_neighbours(
         )
 
     text = fiftyone_dcd.results.summary_markdown(summary)
+    assert config["vote_rule_auto"] in text
+    assert config["label_strategy_auto"] in text
     for r in result["rows"]:
         assert "| %s |" % r["method"] in text
         assert "%.2f" % (100 * r["heldout acc"]) in text
@@ -311,11 +347,12 @@ def test_noise_vote_on_dataset(small_dataset, trained_checkpoint):
         k=5,
         label_strategy="vote",
         vote_rule="noise",
-        dropped_weight=0,
         run_key="dcd_n",
         return_info=True,
     )
+    # the noise vote drops the images it doubts unless given a weight
     assert info["vote_rule"] == "noise"
+    assert info["dropped_weight"] is None and info["num_weighted"] == 0
     names = RunNames("dcd_n")
     description = ds.get_saved_view_info(names.debug_train_view)
     assert "noise vote" in description["description"]
@@ -539,7 +576,7 @@ def test_vote_keeps_doubted_images_at_a_weight(
         ds, "small_cnn", "dcd_w_embeddings", checkpoint=trained_checkpoint
     )
     pool, e_sample = ds.match_tags("pool"), ds.match_tags("e_sample")
-    kw = dict(k=5, label_strategy="vote")
+    kw = dict(k=5, label_strategy="vote", vote_rule="majority")
     # 0: the filter alone; the default: the doubted images at weight 0.3
     plain = fiftyone_dcd.select_debug_train(
         pool,

@@ -249,7 +249,7 @@ def test_form_values_become_the_library_s_selection_arguments():
         budget=None,
         label_strategy="auto",
         dropped_weight=None,
-        vote_rule="majority",
+        vote_rule="auto",
     )
     got = params(
         dict(label_strategy="vote", dropped_weight=0.0, vote_rule="noise")
@@ -265,4 +265,4 @@ def test_form_values_become_the_library_s_selection_arguments():
     got = params(
         dict(label_strategy="weak", dropped_weight=0.2, vote_rule="noise")
     )
-    assert (got["dropped_weight"], got["vote_rule"]) == (None, "majority")
+    assert (got["dropped_weight"], got["vote_rule"]) == (None, "auto")

@@ -12,15 +12,18 @@ from fiftyone_dcd.selection import (
     assign_labels,
     auto_threshold,
     choose_label_strategy,
+    choose_vote_rule,
     filter_signal,
     knn,
     label_selection,
     label_signal_accuracies,
+    label_signal_checks,
     leave_one_out_distances,
     majority_labels,
     neighbor_vote,
     resolve_dropped_weight,
     resolve_k_threshold,
+    resolve_vote_rule,
     select_nearest,
     soft_targets,
     training_targets,
@@ -224,7 +227,10 @@ def test_auto_chooses_vote_where_neighbours_know_better():
     queries, query_labels = _line([0.2, 100.2]), ["a", "b"]
     acc = label_signal_accuracies(queries, query_labels, pool, weak, 3)
     assert acc == {"query": 0.0, "vote": 1.0}
-    strategy, why = choose_label_strategy(acc)
+    checks = label_signal_checks(queries, query_labels, pool, weak, 3)
+    assert checks["query"].tolist() == [False, False]
+    assert checks["vote"].tolist() == [True, True]
+    strategy, why = choose_label_strategy(checks)
     assert strategy == "vote" and "100%" in why and "0%" in why
 
     sel = select_nearest(queries, pool, k=10)
@@ -256,10 +262,27 @@ def test_auto_chooses_agree_where_queries_know_better():
     assert sorted(sel.pool_index[keep].tolist()) == [3] + list(range(10, 20))
 
 
-def test_choose_label_strategy_edge_cases():
-    # a tie keeps agree; a single query cannot check its own label
-    assert choose_label_strategy({"query": 0.5, "vote": 0.5})[0] == "agree"
-    strategy, why = choose_label_strategy({"query": None, "vote": 0.2})
+def test_choose_label_strategy_needs_agree_to_be_clearly_better():
+    # paired checks of 20 images; the query label right on 3 images the
+    # vote gets wrong and wrong on 2 it gets right: +5 points, one
+    # standard error sqrt((5/20 - 0.05**2) * 20/19) / sqrt(20) = 11.4
+    # points: vote
+    vote = np.array([True] * 10 + [False] * 10)
+    query = vote.copy()
+    query[10:13] = True
+    query[:2] = False
+    strategy, why = choose_label_strategy({"query": query, "vote": vote})
+    assert strategy == "vote"
+    assert "11.4 points" in why
+    # 5 and 1: +20 points against sqrt((6/20 - 0.2**2) * 20/19) /
+    # sqrt(20) = 11.7: agree
+    query[:2] = True
+    query[13:15] = True
+    query[0] = False
+    assert choose_label_strategy({"query": query, "vote": vote})[0] == "agree"
+    # a tie keeps the vote; a single query cannot check its own label
+    assert choose_label_strategy({"query": vote, "vote": vote})[0] == "vote"
+    strategy, why = choose_label_strategy({"query": None, "vote": vote[:1]})
     assert strategy == "vote" and "one E_sample image" in why
 
 
@@ -280,7 +303,11 @@ def test_filter_signal_is_the_vote_or_the_query_label():
     pool, weak = _two_clusters(["a"] * 3 + ["b"] + ["a"] * 6)
     queries, query_labels = _line([0.2, 100.2]), ["q1", "q2"]
     sel = select_nearest(queries, pool, k=10)
-    vote = filter_signal("vote", sel, query_labels, pool, weak, 3)
+    with pytest.raises(ValueError, match="needs the E_sample vectors"):
+        filter_signal("vote", sel, query_labels, pool, weak, 3)
+    vote = filter_signal(
+        "vote", sel, query_labels, pool, weak, 3, vote_rule="majority"
+    )
     # each row's 3 nearest other rows: "a" in the first cluster, "b" in
     # the second, whatever the row's own weak label
     expected = np.where(sel.pool_index < 10, "a", "b")
@@ -313,16 +340,21 @@ def test_training_targets_weigh_doubted_images_by_default_under_vote():
     pool, weak = _two_clusters(["a"] * 3 + ["b"] + ["a"] * 6)
     queries, query_labels = _line([0.2, 100.2]), ["q1", "q2"]
     sel = select_nearest(queries, pool, k=10)
-    labels, keep, _ = label_selection(
+    labels, keep, info = label_selection(
         "vote", sel, queries, query_labels, pool, weak, 3
     )
+    assert info["vote_rule"] == "majority"
     doubted = np.flatnonzero(~keep)
     assert len(doubted) and keep.any()
     args = (sel, labels, keep, query_labels, pool, weak)
     # None is the default weight; 0 is the filter alone
     for w, expected in ((None, DEFAULT_DROPPED_WEIGHT), (0.2, 0.2)):
         image, _, weight = training_targets(
-            "vote", *args, dropped_weight=w, num_neighbors=3
+            "vote",
+            *args,
+            dropped_weight=w,
+            num_neighbors=3,
+            vote_rule="majority",
         )
         assert sorted(image.tolist()) == sorted(
             np.flatnonzero(keep).tolist() + 2 * doubted.tolist()
@@ -332,9 +364,20 @@ def test_training_targets_weigh_doubted_images_by_default_under_vote():
         )
     assert DEFAULT_DROPPED_WEIGHT == 0.3
     image, _, weight = training_targets(
-        "vote", *args, dropped_weight=0, num_neighbors=3
+        "vote", *args, dropped_weight=0, num_neighbors=3, vote_rule="majority"
     )
     assert image.tolist() == np.flatnonzero(keep).tolist()
+    # "auto" is resolved (here to the majority) on the E_sample vectors
+    image, _, weight = training_targets(
+        "vote", *args, num_neighbors=3, queries=queries
+    )
+    assert len(image) == keep.sum() + 2 * len(doubted)
+    # the noise vote drops doubted images unless given a weight
+    assert resolve_dropped_weight(None, "vote", "noise") is None
+    assert resolve_dropped_weight(0.2, "vote", "noise") == 0.2
+    assert resolve_dropped_weight(None, "vote", "majority") == 0.3
+    with pytest.raises(ValueError, match="resolved vote rule"):
+        resolve_dropped_weight(None, "vote", "auto")
     # other strategies ignore the weight
     for s in ("agree", "weak"):
         assert resolve_dropped_weight(None, s) is None
@@ -445,3 +488,85 @@ def test_noise_vote_rule_through_filter_signal_and_the_auto_check():
         "vote", sel, queries, [0, 1, 2] * 4, pool, weak, 7, vote_rule="noise"
     )
     assert len(labels) == len(keep) == len(rows)
+
+
+def test_choose_vote_rule_needs_more_than_one_standard_error():
+    # paired checks of 100 images: the noise vote right where the
+    # majority is wrong ("wins") and the other way round ("losses")
+    def checks(wins, losses):
+        m = np.zeros(100, dtype=bool)
+        n = np.zeros(100, dtype=bool)
+        m[:50] = n[:50] = True
+        n[50 : 50 + wins] = True
+        m[50 + wins : 50 + wins + losses] = True
+        return m, n
+
+    # 10 wins, 8 losses: +2 points, one standard error
+    # sqrt((18/100 - 0.02**2) * 100/99) / 10 = 4.26 points: majority
+    rule, why = choose_vote_rule(*checks(10, 8))
+    assert rule == "majority"
+    assert "noise vote is right 60%" in why and "majority vote 58%" in why
+    assert "4.3 points" in why
+    # 15 wins, 2 losses: +13 points against 3.9: noise
+    assert choose_vote_rule(*checks(15, 2))[0] == "noise"
+    # never better: majority; one image gives no check
+    assert choose_vote_rule(*checks(0, 0))[0] == "majority"
+    assert choose_vote_rule([False], [True])[0] == "majority"
+
+
+def _clusters(a_own_share):
+    """Three tight clusters of 60 pool images and 10 queries each, the
+    queries labelled by cluster; the pool's weak labels are the cluster's
+    own except in cluster a, where only ``a_own_share`` of them are "a"
+    and the rest "b" (structured noise) or spread over b and c."""
+    rng = np.random.default_rng(3)
+    centers = np.array([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
+    pool = np.concatenate([c + rng.normal(size=(60, 2)) for c in centers])
+    queries = np.concatenate([c + rng.normal(size=(10, 2)) for c in centers])
+    weak = np.array(["a"] * 60 + ["b"] * 60 + ["c"] * 60, dtype=object)
+    n_other = 60 - int(round(a_own_share * 60))
+    weak[rng.permutation(60)[:n_other]] = "b"
+    return queries, ["a"] * 10 + ["b"] * 10 + ["c"] * 10, pool, weak
+
+
+def test_auto_vote_rule_chooses_the_noise_vote_only_where_it_is_needed():
+    # cluster a's images are labelled "b" 60% of the time: the majority
+    # calls a's queries b, the noise model (class a: 40% a, 60% b;
+    # class b: all b) calls them a
+    queries, q_labels, pool, weak = _clusters(0.4)
+    sel = select_nearest(queries, pool, k=5)
+    rule, info = resolve_vote_rule(
+        "auto", "auto", queries, q_labels, pool, weak, 20
+    )
+    assert rule == "noise"
+    assert info["vote_rule_accuracies"] == {
+        "majority": pytest.approx(2 / 3),
+        "noise": 1.0,
+    }
+    labels, keep, info = label_selection(
+        "vote", sel, queries, q_labels, pool, weak, 20, vote_rule="auto"
+    )
+    assert info["vote_rule"] == "noise"
+    assert "vote rule noise" in info["vote_rule_auto"]
+    expected = filter_signal(
+        "vote", sel, q_labels, pool, weak, 20, queries, vote_rule="noise"
+    )
+    assert info["signal"].tolist() == expected.tolist()
+    # selected images of cluster a are voted "a" and keep only "a" labels
+    in_a = sel.pool_index < 60
+    assert set(info["signal"][in_a]) == {"a"}
+    assert set(labels[keep & in_a]) == {"a"}
+
+    # mostly right labels everywhere: both votes are right, majority stays
+    queries, q_labels, pool, weak = _clusters(0.9)
+    rule, info = resolve_vote_rule(
+        "vote", "auto", queries, q_labels, pool, weak, 20
+    )
+    assert rule == "majority"
+    assert info["vote_rule_accuracies"] == {"majority": 1.0, "noise": 1.0}
+    # given rules, and strategies that do not vote, choose nothing
+    for strategy, given in (("vote", "noise"), ("agree", "auto")):
+        rule, info = resolve_vote_rule(
+            strategy, given, queries, q_labels, pool, weak, 20
+        )
+        assert rule == given and info["vote_rule_auto"] is None
