@@ -17,6 +17,9 @@ from fiftyone_dcd import label_noise
 
 LABEL_STRATEGIES = ("weak", "query", "agree", "vote", "auto")
 
+#: the strategies ``"auto"`` resolves to, or a user names
+RESOLVED_STRATEGIES = LABEL_STRATEGIES[:-1]
+
 #: the strategy used when none is given: ``"vote"``, or ``"agree"`` where
 #: its signal predicts E_sample's own labels clearly better (see
 #: :func:`choose_label_strategy`)
@@ -114,6 +117,7 @@ def knn(
         )
 
     queries = np.ascontiguousarray(queries, dtype=np.float32)
+    _check_vectors(queries, pool)
     n = len(pool)
     k = min(int(k), n)
     m = min(k + _RERANK_MARGIN, n)
@@ -123,6 +127,37 @@ def knn(
         cand[q0 : q0 + len(chunk)] = _candidates(chunk, pool, m, block_size)
 
     return _rerank(queries, pool, cand, k)
+
+
+def _check_vectors(queries, pool):
+    # faiss fails on a size mismatch with a bare assertion, and a NaN
+    # vector is nobody's neighbour: it comes back as index -1, which numpy
+    # reads as the last pool row
+    if queries.ndim != 2 or np.ndim(pool) != 2:
+        raise ValueError(
+            "Vectors must be 2-D arrays (images x dimensions), got queries "
+            "of shape %s and pool of shape %s"
+            % (queries.shape, np.shape(pool))
+        )
+    if queries.shape[1] != np.shape(pool)[1]:
+        raise ValueError(
+            "Query vectors have %d dimensions and pool vectors %d; compute "
+            "both with the same model" % (queries.shape[1], np.shape(pool)[1])
+        )
+    if not np.isfinite(queries).all():
+        raise ValueError(
+            "Query vectors contain NaN or infinite values; recompute the "
+            "embeddings of those images"
+        )
+
+
+def _check_block(block, start):
+    if not np.isfinite(block).all():
+        row = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+        raise ValueError(
+            "Pool vector %d contains NaN or infinite values; recompute the "
+            "embeddings of those images" % row
+        )
 
 
 def _candidates(queries, pool, m, block_size):
@@ -136,6 +171,7 @@ def _candidates(queries, pool, m, block_size):
             block = np.ascontiguousarray(
                 pool[start : start + block_size], dtype=np.float32
             )
+            _check_block(block, start)
             d, i = faiss.knn(queries, block, min(m, len(block)))
             i += start
             if best_d is not None:
@@ -407,7 +443,7 @@ def majority_labels(neighbor_labels: np.ndarray) -> np.ndarray:
         an ``(S,)`` array of labels
     """
     neighbor_labels = np.asarray(neighbor_labels)
-    values, codes = np.unique(neighbor_labels, return_inverse=True)
+    values, codes = _encode(neighbor_labels)
     codes = codes.reshape(neighbor_labels.shape)
     s, kk = codes.shape
     rows = np.repeat(np.arange(s), kk)
@@ -419,6 +455,23 @@ def majority_labels(neighbor_labels: np.ndarray) -> np.ndarray:
     score = counts - first / (kk + 1.0)
 
     return values[score.argmax(axis=1)]
+
+
+def _encode(labels):
+    # labels as codes into their distinct values; labels of mixed types
+    # (ints and strings) cannot be sorted, so they keep first-seen order
+    try:
+        return np.unique(labels, return_inverse=True)
+    except TypeError:
+        index = {}
+        codes = np.array(
+            [index.setdefault(v, len(index)) for v in labels.ravel()],
+            dtype=np.int64,
+        )
+        values = np.empty(len(index), dtype=object)
+        values[:] = list(index)
+
+        return values, codes
 
 
 def labels_name(strategy, vote_rule=DEFAULT_VOTE_RULE):
@@ -501,11 +554,17 @@ def fit_noise_model(
 
 
 def _vote_neighbors(vectors, pool, num_neighbors, exclude=None):
+    if int(num_neighbors) < 1:
+        raise ValueError(
+            "A neighbour vote needs at least 1 neighbour, got "
+            "num_neighbors=%r" % (num_neighbors,)
+        )
     kk = min(int(num_neighbors), len(pool) - (exclude is not None))
     if kk < 1:
         raise ValueError(
-            "A neighbour vote needs at least 2 pool images; use another "
-            "label strategy"
+            "A neighbour vote needs at least 2 pool images, got %d; pass "
+            "label_strategy='agree' or 'weak' (the 'vote' and 'auto' "
+            "strategies vote)" % len(pool)
         )
 
     extra = 1 if exclude is not None else 0
@@ -560,7 +619,13 @@ def clearly_better(challenger_checks, default_checks):
     likely luck, so the default keeps it.
     """
     c = np.asarray(challenger_checks, dtype=np.float64)
-    d = c - np.asarray(default_checks, dtype=np.float64)
+    base = np.asarray(default_checks, dtype=np.float64)
+    if c.shape != base.shape:
+        raise ValueError(
+            "The two signals were checked on different E_sample images "
+            "(%d and %d checks)" % (c.size, base.size)
+        )
+    d = c - base
     if len(d) < 2:
         return False, float("inf")
 
@@ -597,10 +662,15 @@ def _choose(kind, default, challenger):
     is called, its checks)``."""
     better, se = clearly_better(challenger[2], default[2])
     choice = (challenger if better else default)[0]
+    noise = (
+        "one standard error of the difference: %.1f points" % (100 * se)
+        if np.isfinite(se)
+        else "one E_sample image: no standard error, so the default"
+    )
 
     return choice, (
         "%s %s: on E_sample, %s is right %.0f%% of the time and %s %.0f%% "
-        "(one standard error of the difference: %.1f points)"
+        "(%s)"
         % (
             kind,
             choice,
@@ -608,7 +678,7 @@ def _choose(kind, default, challenger):
             100 * np.mean(challenger[2]),
             default[1],
             100 * np.mean(default[2]),
-            100 * se,
+            noise,
         )
     )
 
@@ -640,6 +710,8 @@ def resolve_vote_rule(
     }
     if vote_rule != "auto" or strategy not in ("vote", "auto"):
         return vote_rule, info
+
+    _check_labels(queries, query_labels, pool, pool_labels)
 
     checks = {
         rule: vote_checks(
@@ -705,6 +777,7 @@ def label_signal_checks(
         a dict of ``(Q,)`` boolean arrays, ``query`` (None with a single
         query) and ``vote``
     """
+    _check_labels(queries, query_labels, pool, pool_labels)
     vote_rule = _resolved_rule(
         vote_rule, queries, query_labels, pool, pool_labels, num_neighbors
     )
@@ -862,6 +935,22 @@ def assign_labels(strategy, weak_labels, query_labels, vote_labels=None):
     )
 
 
+def _check_labels(queries, query_labels, pool, pool_labels):
+    # a length mismatch would otherwise broadcast or reshape into a
+    # silently wrong vote
+    for what, vectors, labels in (
+        ("E_sample", queries, query_labels),
+        ("pool", pool, pool_labels),
+    ):
+        if len(vectors) != len(labels):
+            raise ValueError(
+                "%d %s vectors but %d %s labels; pass one label per vector"
+                % (len(vectors), what, len(labels), what)
+            )
+    if len(queries) == 0:
+        raise ValueError("No E_sample vectors; pass at least one")
+
+
 def label_selection(
     strategy,
     selection,
@@ -893,6 +982,7 @@ def label_selection(
     """
     query_labels = np.asarray(query_labels, dtype=object)
     pool_labels = np.asarray(pool_labels, dtype=object)
+    _check_labels(queries, query_labels, pool, pool_labels)
     vote_rule, rule_info = resolve_vote_rule(
         strategy,
         vote_rule,
@@ -1049,6 +1139,12 @@ def resolve_dropped_weight(dropped_weight, strategy, vote_rule="majority"):
     vote the wrong one of the two labels falls on any class and averages
     out.
     """
+    if strategy not in RESOLVED_STRATEGIES:
+        raise ValueError(
+            "resolve_dropped_weight takes a resolved label strategy, one of "
+            "%s, got %r; pass the one label_selection used (its info's "
+            "'label_strategy')" % (RESOLVED_STRATEGIES, strategy)
+        )
     if strategy != "vote":
         return None
 

@@ -417,6 +417,7 @@ def select_debug_train(
     )
     val.check_label_field(e_sample, label_field, "E_sample")
     val.check_label_field(pool, weak_label_field, "pool weak")
+    val.check_label_overlap(e_sample, label_field, pool, weak_label_field)
     val.check_disjoint(pool, e_sample, "pool", "E_sample")
     val.check_vector_field(dataset, embeddings_field)
     # what the selection writes

@@ -2,6 +2,7 @@
 Checks of user input, run before anything is written.
 """
 
+import logging
 import math
 import numbers
 import os
@@ -17,6 +18,8 @@ from fiftyone_dcd.selection import (
     LABEL_STRATEGIES,
     check_vote_rule,
 )
+
+logger = logging.getLogger(__name__)
 
 
 def resolve_view(dataset, spec, what, allow_none=False):
@@ -154,6 +157,35 @@ def check_dataset(dataset):
             "Dataset '%s' has media type '%s'; DCD works on image datasets "
             "(for a grouped dataset, pass dataset.select_group_slices("
             "media_type='image'))" % (dataset.name, dataset.media_type)
+        )
+
+
+def check_label_overlap(e_sample, label_field, pool, weak_label_field):
+    """Raises ``ValueError`` when none of E_sample's labels occurs among
+    the pool's weak labels (the two fields name classes differently), and
+    logs a warning naming those that do not occur.
+    """
+    own = set(e_sample.distinct(label_field + ".label"))
+    weak = set(pool.distinct(weak_label_field + ".label"))
+    missing = sorted(own - weak, key=str)
+    if own and len(missing) == len(own):
+        raise ValueError(
+            "None of E_sample's labels in '%s' (%s) occurs among the pool's "
+            "weak labels in '%s' (%s); both fields must name the classes the "
+            "same way (check spelling and case)"
+            % (
+                label_field,
+                ", ".join(map(str, missing[:10])),
+                weak_label_field,
+                ", ".join(map(str, sorted(weak, key=str)[:10])),
+            )
+        )
+    if missing:
+        logger.warning(
+            "E_sample labels %s never occur among the pool's weak labels "
+            "('%s'); no pool image can be kept for them",
+            missing,
+            weak_label_field,
         )
 
 
@@ -475,7 +507,8 @@ def check_selection_params(
             raise ValueError(
                 "dropped_weight must be a number in [0, 0.5] (the weight of "
                 "each label of an image the vote doubts; 0 keeps none, None "
-                "is the default %g), got %r"
+                "is the default: %g under the majority vote, none under the "
+                "noise vote), got %r"
                 % (DEFAULT_DROPPED_WEIGHT, dropped_weight)
             )
 

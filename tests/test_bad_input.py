@@ -672,3 +672,23 @@ def test_demo_checks_its_settings_before_the_set_up(
     monkeypatch.setattr(demo, "build_fashion_mnist_scenario", never)
     with pytest.raises(ValueError, match=match):
         demo.run_demo(**kwargs)
+
+
+def test_e_sample_labels_named_unlike_the_pool_are_refused(small_dataset):
+    import fiftyone_dcd
+
+    ds = small_dataset
+    ds.set_values("vec", [np.ones(4) * i for i in range(len(ds))])
+    e_sample = ds.match_tags("e_sample")
+    # the same classes, spelt in capitals: no E_sample label is a weak one
+    e_sample.set_values(
+        "ground_truth",
+        [
+            fo.Classification(label=c.upper())
+            for c in e_sample.values("ground_truth.label")
+        ],
+    )
+    before = snapshot(ds)
+    with pytest.raises(ValueError, match="check spelling and case"):
+        fiftyone_dcd.select_debug_train("pool", e_sample, "vec", k=2)
+    assert_unchanged(ds, before)

@@ -570,3 +570,46 @@ def test_auto_vote_rule_chooses_the_noise_vote_only_where_it_is_needed():
             strategy, given, queries, q_labels, pool, weak, 20
         )
         assert rule == given and info["vote_rule_auto"] is None
+
+
+def test_vectors_that_cannot_be_searched_are_refused():
+    rng = np.random.default_rng(0)
+    q, p = rng.normal(size=(3, 4)), rng.normal(size=(50, 4))
+    with pytest.raises(ValueError, match="4 dimensions and pool vectors 3"):
+        knn(q, p[:, :3], 5)
+    bad = q.copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(ValueError, match="Query vectors contain NaN"):
+        select_nearest(bad, p, 3)
+    bad = p.copy()
+    bad[37, 0] = np.inf
+    # found in the second block of the pool: the row number is the pool's
+    with pytest.raises(ValueError, match="Pool vector 37 contains NaN"):
+        knn(q, bad, 3, block_size=16)
+
+
+def test_label_arrays_must_match_their_vectors():
+    rng = np.random.default_rng(0)
+    q, p = rng.normal(size=(10, 4)), rng.normal(size=(60, 4))
+    ql = np.array(["a", "b"] * 5, dtype=object)
+    pl = np.array(["a", "b", "c"] * 20, dtype=object)
+    sel = select_nearest(q, p, 5)
+    for args, what in (
+        ((q, np.concatenate([ql, ql]), p, pl), "10 E_sample vectors but 20"),
+        ((q, ql, p, pl[:-1]), "60 pool vectors but 59"),
+        ((q[:0], ql[:0], p, pl), "No E_sample vectors"),
+    ):
+        with pytest.raises(ValueError, match=what):
+            label_selection("vote", sel, *args, vote_rule="noise")
+    with pytest.raises(ValueError, match="different E_sample images"):
+        choose_vote_rule([True, False, True], [True])
+    with pytest.raises(ValueError, match="resolved label strategy"):
+        training_targets("auto", sel, pl[sel.pool_index], None, ql, p, pl)
+
+
+def test_majority_vote_of_mixed_label_types():
+    # an int among string labels cannot be sorted; the vote still counts
+    votes = majority_labels(
+        np.array([["a", 1, 1], ["a", "a", 1], [1, "b", "b"]], dtype=object)
+    )
+    assert list(votes) == [1, "a", "b"]
