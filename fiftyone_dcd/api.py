@@ -1048,7 +1048,12 @@ def apply_dcd(
             quantile=quantile,
             dropped_weight=chosen["dropped_weight"],
             vote_rule=vote_rule,
-            vote_rule_used=chosen["vote_rule"],
+            # no vote ran where auto picked another strategy
+            vote_rule_used=(
+                chosen["vote_rule"]
+                if chosen["label_strategy"] == "vote"
+                else None
+            ),
             vote_rule_auto=chosen["vote_rule_auto"],
             num_weighted=chosen["num_weighted"],
             rounds=rounds,

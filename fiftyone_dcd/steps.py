@@ -518,7 +518,13 @@ def select_debug_train(
             chosen,
             num_selected=len(ids),
             num_weighted=int(np.sum(weight < 1.0)) // 2,
-            dropped_weight=used_weight if weighted else dropped_weight,
+            # under the vote, the weight used: 0 where the doubted
+            # images were dropped; elsewhere as given (unused)
+            dropped_weight=(
+                used_weight
+                if weighted
+                else 0.0 if label_strategy == "vote" else dropped_weight
+            ),
             **strategy_info,
         )
         dataset.save_view(
@@ -569,6 +575,8 @@ def _describe_selection(info, label_strategy):
             info["num_weighted"],
             info["dropped_weight"],
         )
+    elif label_strategy == "vote":
+        text += ", the images the vote doubts dropped"
     elif info.get("dropped_weight") and label_strategy != "vote":
         text += " (dropped_weight %g unused: it applies to vote labels)" % (
             info["dropped_weight"]

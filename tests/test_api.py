@@ -167,7 +167,7 @@ def test_apply_dcd_selects_brute_force_neighbours(
     )
     assert "%.0f%%" % (100 * a_v) in config["label_strategy_auto"]
     assert config["vote_rule"] == "auto"
-    assert config["vote_rule_used"] == rule
+    assert config["vote_rule_used"] == (rule if strategy == "vote" else None)
     assert "vote rule %s" % rule in config["vote_rule_auto"]
     dcd_name = "DCD (auto: %s, 2 rounds%s)" % (
         strategy,
@@ -352,10 +352,11 @@ def test_noise_vote_on_dataset(small_dataset, trained_checkpoint):
     )
     # the noise vote drops the images it doubts unless given a weight
     assert info["vote_rule"] == "noise"
-    assert info["dropped_weight"] is None and info["num_weighted"] == 0
+    assert info["dropped_weight"] == 0.0 and info["num_weighted"] == 0
     names = RunNames("dcd_n")
     description = ds.get_saved_view_info(names.debug_train_view)
     assert "noise vote" in description["description"]
+    assert "the images the vote doubts dropped" in description["description"]
 
     # brute force: the noise model of E_sample's 20 nearest pool images,
     # then each selected image's 20 nearest other pool images vote
