@@ -169,7 +169,7 @@ def scenario_summary(methods):
             "n": len(gains),
         }
     # the ceiling's own gain over the default's baseline, for scale
-    best = _best_baseline(methods, DEFAULT_NAME)
+    best = out["best_baseline"]
     if best is not None and S.ORACLE in methods:
         out["oracle_gain"] = float(
             np.mean(

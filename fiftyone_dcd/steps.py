@@ -577,7 +577,7 @@ def _describe_selection(info, label_strategy):
         )
     elif label_strategy == "vote":
         text += ", the images the vote doubts dropped"
-    elif info.get("dropped_weight") and label_strategy != "vote":
+    elif info.get("dropped_weight"):
         text += " (dropped_weight %g unused: it applies to vote labels)" % (
             info["dropped_weight"]
         )
